@@ -1,0 +1,64 @@
+# Audio-Level Music Generation — one-command set-up, tests, notebooks and the HTML book.
+#
+# The environment: an active virtualenv ($VIRTUAL_ENV) or conda env (other than base) when there
+# is one, otherwise ./.venv, created on first use. Installation is redone when pyproject.toml changes.
+
+PYTHON ?= python3
+ifneq ($(VIRTUAL_ENV),)
+  ENV_DIR := $(VIRTUAL_ENV)
+else ifneq ($(filter-out base,$(CONDA_DEFAULT_ENV)),)
+  ENV_DIR := $(CONDA_PREFIX)
+else
+  ENV_DIR := .venv
+endif
+PY := $(ENV_DIR)/bin/python
+STAMP := $(ENV_DIR)/.course-lib-installed
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+.PHONY: help install course test lab notebooks book bench lint doctor clean
+
+help:
+	@echo "make course     install, execute every notebook (tiny scale), build the HTML book in build/book/"
+	@echo "make test       install, then lint + unit tests + nbval on every notebook"
+	@echo "make lab        JupyterLab on notebooks/"
+	@echo "make notebooks  re-execute every notebook and save its outputs in place"
+	@echo "make bench      run the benchmarks (ratios against the reference implementations)"
+	@echo "make doctor     check the installation"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(ENV_DIR)
+	$(PY) -m pip install -e ".[dev]"
+	$(PY) -m course_lib doctor
+	@touch $@
+
+doctor: $(STAMP)
+	$(PY) -m course_lib doctor
+
+test: $(STAMP)
+	$(PY) -m ruff check course_lib tests benchmarks tools
+	COURSE_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope $(NBVAL) tests notebooks
+
+notebooks: $(STAMP)
+	COURSE_SCALE=tiny $(PY) tools/notebooks.py run notebooks/*.ipynb
+
+course: $(STAMP)
+	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --out build/book
+	@echo "Open build/book/index.html in a browser."
+
+book: $(STAMP)
+	$(PY) tools/notebooks.py book notebooks/*.ipynb --out build/book
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+lint: $(STAMP)
+	$(PY) -m ruff check course_lib tests benchmarks tools
+	$(PY) -m ruff format --check course_lib tests benchmarks tools
+
+clean:
+	rm -rf build .pytest_cache

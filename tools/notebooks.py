@@ -1,0 +1,122 @@
+"""Execute the course's notebooks and render them into the HTML book.
+
+    python tools/notebooks.py run notebooks/*.ipynb                 # re-execute, save outputs in place
+    python tools/notebooks.py book notebooks/*.ipynb --out build/book [--execute]
+
+``run`` keeps diffs small: execution timings, widget state and kernel details are dropped, so a
+re-run changes only what the notebook printed or drew. ``book`` writes one page per notebook (in
+file-name order, which is the lecture's order) with previous/next links, and an index page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+
+TIMEOUT_PER_CELL = 600
+
+
+def execute(path: Path) -> nbformat.NotebookNode:
+    """Run every cell of ``path`` in a fresh kernel, in the notebook's folder, at the current scale."""
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=TIMEOUT_PER_CELL, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    started = time.perf_counter()
+    client.execute()
+    print(f"{path.name}: executed in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return clean(notebook)
+
+
+def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop what changes on every run without changing what the notebook shows."""
+    notebook.metadata.pop("widgets", None)
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    notebook.metadata.get("language_info", {}).pop("version", None)
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            output.get("metadata", {}).pop("execution", None)
+    return notebook
+
+
+def title_of(notebook: nbformat.NotebookNode, fallback: str) -> str:
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def nav_bar(pages: list[tuple[str, str]], index: int) -> str:
+    links = ['<a href="index.html">Contents</a>']
+    if index > 0:
+        links.insert(0, f'<a href="{pages[index - 1][0]}">← {html.escape(pages[index - 1][1])}</a>')
+    if index < len(pages) - 1:
+        links.append(f'<a href="{pages[index + 1][0]}">{html.escape(pages[index + 1][1])} →</a>')
+    return '<nav style="font:14px sans-serif;padding:8px 16px;background:#f4f4f4">' + " | ".join(links) + "</nav>"
+
+
+def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = [execute(path) if run_first else nbformat.read(path, as_version=4) for path in paths]
+    pages = [(path.stem + ".html", title_of(nb, path.stem)) for path, nb in zip(paths, notebooks, strict=True)]
+    exporter = HTMLExporter(template_name="lab")
+    for i, notebook in enumerate(notebooks):
+        body, _ = exporter.from_notebook_node(notebook)
+        bar = nav_bar(pages, i)
+        body = _insert_after_body_tag(body, bar).replace("</body>", f"{bar}</body>", 1)
+        (out / pages[i][0]).write_text(body, encoding="utf-8")
+    items = "\n".join(
+        f'<li><a href="{name}">{html.escape(title)}</a> <small>({html.escape(path.name)})</small></li>'
+        for (name, title), path in zip(pages, paths, strict=True)
+    )
+    index = out / "index.html"
+    index.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Audio-Level Music Generation</title></head>"
+        "<body style='font:16px sans-serif;max-width:760px;margin:40px auto'>"
+        "<h1>Audio-Level Music Generation</h1><p>The course's notebooks, executed at the tiny scale, "
+        "in the lecture's order: from codebooks to diffusion.</p>"
+        f"<ol>{items}</ol></body></html>",
+        encoding="utf-8",
+    )
+    return index
+
+
+def _insert_after_body_tag(page: str, fragment: str) -> str:
+    start = page.find("<body")
+    end = page.find(">", start) + 1 if start >= 0 else 0
+    return page[:end] + fragment + page[end:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute notebooks and save them in place")
+    run.add_argument("paths", nargs="+", type=Path)
+    book = sub.add_parser("book", help="render notebooks into an HTML book")
+    book.add_argument("paths", nargs="+", type=Path)
+    book.add_argument("--out", type=Path, default=Path("build/book"))
+    book.add_argument("--execute", action="store_true", help="execute each notebook first (not saved in place)")
+    args = parser.parse_args()
+    os.environ.setdefault("COURSE_SCALE", "tiny")
+    paths = sorted(args.paths)
+    if args.command == "run":
+        for path in paths:
+            nbformat.write(execute(path), path)
+    else:
+        print(f"book: {build_book(paths, args.out, args.execute)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
