@@ -1,0 +1,18 @@
+"""Training: the one loop every model in the course uses, its checkpoints, and shipped weights.
+
+Notebooks: every notebook that trains a model.
+"""
+
+from course_lib.train.checkpoint import load_checkpoint, save_checkpoint
+from course_lib.train.loop import TrainConfig, Trainer, TrainHistory
+from course_lib.train.weights import load_weights, save_weights
+
+__all__ = [
+    "TrainConfig",
+    "TrainHistory",
+    "Trainer",
+    "load_checkpoint",
+    "load_weights",
+    "save_checkpoint",
+    "save_weights",
+]

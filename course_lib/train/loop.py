@@ -1,0 +1,320 @@
+"""The one training loop every model in the course uses: ``Trainer(model, loss_fn, config).fit(data)``.
+
+Each step: move the batch to the device, compute ``loss_fn(model, batch)``, back-propagate, clip the
+gradient norm, take an optimizer step and a scheduler step. Around that sit the habits of a real run:
+
+- **No host-device sync per step.** ``loss.item()`` makes the CPU wait until the GPU has finished all
+  queued work, which stalls the pipeline every step. The loop adds the detached losses up *on the
+  device* and reads them back once every ``log_every`` steps (one ``.tolist()``), so the history holds
+  plain floats: the mean of each logged term over the last window.
+- **Mixed precision (AMP), CUDA only.** Inside ``torch.autocast`` matrix products run in 16-bit floats,
+  roughly twice as fast and half the memory. bfloat16 keeps float32's exponent range, so it needs no
+  care; float16 (older GPUs) can underflow small gradients to zero, so a ``GradScaler`` multiplies the
+  loss before ``backward`` and divides the gradients back before the step. CPU and MPS run in float32.
+- **Checkpoints and exact resume.** Every ``checkpoint_every`` steps, and when ``fit`` returns, the
+  trainer writes model, optimizer, scheduler, step, history, RNG states and the position in the data
+  (:mod:`course_lib.train.checkpoint`). ``fit(data, resume=True)`` continues from there and ends with
+  the same weights, bit for bit on one machine, as a run that was never interrupted.
+
+Notebooks: every notebook that trains a model, from the VQ-VAE to latent diffusion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from course_lib.config import ScaledConfig, get_device, seed_everything
+from course_lib.errors import ConfigError
+from course_lib.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+
+@dataclasses.dataclass
+class TrainConfig(ScaledConfig):
+    """How long and how to train. Defaults are the ``tiny`` preset; ``TrainConfig.full()`` trains longer.
+
+    ``grad_clip=None`` turns clipping off; ``checkpoint_path=None`` writes no checkpoints; ``seed=None``
+    leaves the random generators as they are when training starts from step 0.
+    """
+
+    steps: int = 500
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float | None = 1.0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    checkpoint_path: str | Path | None = None
+    amp: bool = True
+    progress: bool = True
+    seed: int | None = 0
+    full_overrides: ClassVar[dict] = {"steps": 20_000, "log_every": 50, "checkpoint_every": 1_000}
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"TrainConfig.grad_clip must be positive or None (no clipping), got {self.grad_clip}.")
+
+
+class TrainHistory(list):
+    """The logged entries, one dict per ``log_every`` steps: ``{"step": 10, "loss": 0.52, "lr": 1e-3, ...}``.
+
+    Besides ``loss`` and ``lr`` it holds every other term ``loss_fn`` returned, and ``grad_norm`` (the
+    norm before clipping) when clipping is on.
+    """
+
+    def as_arrays(self) -> dict[str, np.ndarray]:
+        """One array per key, for plotting (NaN where an entry lacks the key)."""
+        keys = dict.fromkeys(key for entry in self for key in entry)
+        return {
+            key: np.array([entry.get(key, np.nan) for entry in self], dtype=np.int64 if key == "step" else float)
+            for key in keys
+        }
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors in ``batch`` (nested in dicts, lists, tuples, dataclasses) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {key: move_to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(move_to_device(value, device) for value in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to_device(value, device) for value in batch)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        fields = [field.name for field in dataclasses.fields(batch) if field.init]
+        return dataclasses.replace(batch, **{name: move_to_device(getattr(batch, name), device) for name in fields})
+    return batch
+
+
+def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+    """The autocast dtype: bfloat16 on CUDA GPUs that have it, float16 on older ones, None elsewhere."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _loss_terms(output: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        output = {"loss": output}
+    if not isinstance(output, Mapping) or "loss" not in output:
+        raise ConfigError(
+            f"loss_fn must return a scalar tensor or a dict with a 'loss' key, got {type(output).__name__}."
+        )
+    terms = {name: torch.as_tensor(value, device=device) for name, value in output.items()}
+    for name, value in terms.items():
+        if value.ndim != 0:
+            raise ConfigError(f"loss_fn's {name!r} has shape {tuple(value.shape)}; reduce it to a scalar (.mean()).")
+    return terms
+
+
+def _data_generators(data: Any) -> list[torch.Generator]:
+    """The torch.Generator objects a DataLoader shuffles with (if it was given one)."""
+    found: list[torch.Generator] = []
+    for owner in (data, getattr(data, "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
+
+
+class Trainer:
+    """Trains ``model`` by minimising ``loss_fn(model, batch)``; see the module docstring for the loop.
+
+    Args:
+        loss_fn: ``(model, batch) -> loss``: a scalar tensor, or a dict with ``"loss"`` and other scalar
+            terms to log (e.g. a VQ-VAE's reconstruction and commitment losses).
+        optimizer: default ``AdamW(lr, weight_decay)`` from the config.
+        scheduler: optional learning-rate scheduler, stepped after every optimizer step.
+        device: default :func:`course_lib.config.get_device` (cuda → mps → cpu).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor | Mapping[str, torch.Tensor]],
+        config: TrainConfig | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.device = get_device(device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer or torch.optim.AdamW(
+            self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        self.scheduler = scheduler
+        self.amp_dtype = amp_dtype(self.device, self.config.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+        self.history = TrainHistory()
+        self._window: dict[str, torch.Tensor] = {}  # per-term sums on the device since the last log
+        self._window_steps = 0
+        self._position: dict[str, Any] = {"epoch": 0, "batch": 0, "epoch_start_rng": None}
+        self._generators: list[torch.Generator] = []
+
+    def fit(
+        self, data: Iterable | Callable[[int], Any], resume: bool = False, until_step: int | None = None
+    ) -> TrainHistory:
+        """Train until ``config.steps`` (or ``until_step``) and return the history.
+
+        Args:
+            data: an iterable of batches (a DataLoader, re-iterated each epoch) or a function
+                ``step -> batch``. Batches may be tensors or dicts/lists/tuples/dataclasses of them.
+                On resume, the batches of the current epoch that were already used are read again
+                and dropped; for an endless stream that is slow, so pass a function instead.
+            resume: continue from ``config.checkpoint_path``. If no file is there yet, training starts
+                from scratch with a message (not an error), so one notebook cell works for both cases.
+            until_step: stop after this step (≤ ``config.steps``); calling ``fit`` again continues.
+        """
+        self._generators = _data_generators(data)
+        last = self.config.steps if until_step is None else until_step
+        if last > self.config.steps:
+            raise ConfigError(f"until_step={last} is past config.steps={self.config.steps}; raise config.steps.")
+        resumed = resume and self._resume()
+        for generator, state in zip(self._generators, self._position.pop("generator_states", []), strict=False):
+            generator.set_state(state)  # a DataLoader's own generator, as it was at the checkpoint
+        if not resumed and self.step == 0 and self.config.seed is not None:
+            seed_everything(self.config.seed)
+        batches = self._batches(data)
+        self.model.train()
+        with tqdm(total=last, initial=self.step, disable=not self.config.progress, desc="training", unit="step") as bar:
+            while self.step < last:
+                terms = self._train_step(move_to_device(next(batches), self.device))
+                self.step += 1
+                for name, value in terms.items():
+                    value = value.detach().float()
+                    self._window[name] = self._window[name] + value if name in self._window else value
+                self._window_steps += 1
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                    bar.set_postfix(loss=f"{self._log()['loss']:.4g}")
+                if self.config.checkpoint_path is not None and (
+                    self.step % self.config.checkpoint_every == 0 or self.step == last
+                ):
+                    self.save()
+                bar.update(1)
+        return self.history
+
+    def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            terms = _loss_terms(self.loss_fn(self.model, batch), self.device)
+        self.scaler.scale(terms["loss"]).backward()  # scale() is a no-op unless float16 AMP is on
+        if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)  # skips the step if float16 gradients overflowed
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return terms
+
+    def _log(self) -> dict[str, float | int]:
+        """Average the window's sums and read them back: the only host-device sync of the loop."""
+        names = list(self._window)
+        means = (torch.stack([self._window[name] for name in names]) / self._window_steps).tolist()
+        entry = {
+            "step": self.step,
+            **dict(zip(names, means, strict=True)),
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+        }
+        self.history.append(entry)
+        self._window, self._window_steps = {}, 0
+        return entry
+
+    def _batches(self, data: Iterable | Callable[[int], Any]) -> Iterator[Any]:
+        """Yield batches forever, re-iterating ``data`` each epoch and recording where we are in it."""
+        if not isinstance(data, Iterable):
+            if not callable(data):
+                raise ConfigError(
+                    f"data must be an iterable of batches or a function step -> batch, got {type(data).__name__}; "
+                    "wrap a Dataset in torch.utils.data.DataLoader(dataset, batch_size=..., shuffle=True)."
+                )
+            while True:
+                yield data(self.step)
+        iterator = self._reposition(data) if self._position["batch"] else None
+        while True:
+            if iterator is None:
+                self._position.update(epoch_start_rng=rng_state(self._generators), batch=0)
+                iterator = iter(data)
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                if self._position["batch"] == 0:
+                    raise ConfigError("data yielded no batches: check the dataset is not empty.") from None
+                self._position["epoch"] += 1
+                iterator = None
+                continue
+            self._position["batch"] += 1
+            yield batch
+
+    def _reposition(self, data: Iterable) -> Iterator[Any]:
+        """Rebuild the current epoch's iterator and skip the batches this run has already used.
+
+        A shuffling DataLoader draws its order from the RNG when the epoch starts; with the RNG state
+        from that moment restored, iterating again gives the same order, and skipping batch by batch
+        lands on the next unseen one. The RNG state of *now* is put back afterwards.
+        """
+        now = rng_state(self._generators)
+        set_rng_state(self._position["epoch_start_rng"], self._generators)
+        iterator = iter(data)
+        skipped = sum(1 for _ in itertools.islice(iterator, self._position["batch"]))
+        if skipped < self._position["batch"]:
+            raise ConfigError(
+                f"data has {skipped} batches per epoch but the checkpoint was at batch {self._position['batch']}: "
+                "resume with the same data and batch size."
+            )
+        set_rng_state(now, self._generators)
+        return iterator
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write a checkpoint of the whole run to ``path`` (default ``config.checkpoint_path``)."""
+        path = path or self.config.checkpoint_path
+        if path is None:
+            raise ConfigError("No checkpoint path: pass one, or set TrainConfig(checkpoint_path=...).")
+        extra = {
+            "scaler": self.scaler.state_dict(),
+            "window": dict(self._window),
+            "window_steps": self._window_steps,
+            "position": {**self._position, "generator_states": [g.get_state() for g in self._generators]},
+        }
+        return save_checkpoint(
+            path, self.model, self.optimizer, self.scheduler, step=self.step, history=self.history, extra=extra
+        )
+
+    def load(self, path: str | Path | None = None) -> None:
+        """Restore the whole run, RNG states included, from a :meth:`save` checkpoint."""
+        path = path or self.config.checkpoint_path
+        if path is None:
+            raise ConfigError("No checkpoint path: pass one, or set TrainConfig(checkpoint_path=...).")
+        checkpoint = load_checkpoint(path, self.model, self.optimizer, self.scheduler, restore_rng=True)
+        extra = checkpoint["extra"]
+        self.step = checkpoint["step"]
+        self.history = TrainHistory(checkpoint["history"])
+        if extra["scaler"]:  # empty when saved without float16 AMP
+            self.scaler.load_state_dict(extra["scaler"])
+        self._window = {name: value.to(self.device) for name, value in extra["window"].items()}
+        self._window_steps = extra["window_steps"]
+        self._position = dict(extra["position"])  # its generator states are applied by fit()
+
+    def _resume(self) -> bool:
+        path = self.config.checkpoint_path
+        if path is None:
+            raise ConfigError("resume=True needs TrainConfig(checkpoint_path=...) to know where to look.")
+        if not Path(path).exists():
+            print(f"No checkpoint at {path} yet: training from scratch.")
+            return False
+        self.load(path)
+        print(f"Resumed from {path} at step {self.step}.")
+        return True
