@@ -15,7 +15,7 @@ PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.course-lib-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install course test lab notebooks book bench lint doctor clean
+.PHONY: help install course test lab notebooks book bench gpu-check lint doctor clean
 
 help:
 	@echo "make course     install, execute every notebook (tiny scale), build the HTML book in build/book/"
@@ -23,6 +23,7 @@ help:
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute every notebook and save its outputs in place"
 	@echo "make bench      run the benchmarks (ratios against the reference implementations)"
+	@echo "make gpu-check  on a CUDA machine: the tests marked cuda, then the benchmarks"
 	@echo "make doctor     check the installation"
 
 install: $(STAMP)
@@ -55,6 +56,11 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+gpu-check: $(STAMP)
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU: torch sees none')"
+	COURSE_DEVICE=cuda $(PY) -m pytest -m cuda -v tests
+	COURSE_DEVICE=cuda $(MAKE) bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check course_lib tests benchmarks tools

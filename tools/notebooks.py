@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
     notebooks = [execute(path) if run_first else nbformat.read(path, as_version=4) for path in paths]
     pages = [(path.stem + ".html", title_of(nb, path.stem)) for path, nb in zip(paths, notebooks, strict=True)]
     exporter = HTMLExporter(template_name="lab")
+    exporter.mathjax_url = copy_mathjax(out)
     for i, notebook in enumerate(notebooks):
         body, _ = exporter.from_notebook_node(notebook)
         bar = nav_bar(pages, i)
@@ -90,6 +92,18 @@ def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
         encoding="utf-8",
     )
     return index
+
+
+def copy_mathjax(out: Path) -> str:
+    """Ship MathJax inside the book so its equations render offline; fall back to the CDN."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        print("jupyter-server-mathjax is not installed: the book's equations need the network.", file=sys.stderr)
+        return "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    shutil.copytree(source, out / "mathjax", dirs_exist_ok=True)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
 def _insert_after_body_tag(page: str, fragment: str) -> str:
