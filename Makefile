@@ -39,7 +39,7 @@ doctor: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check course_lib tests benchmarks tools
-	COURSE_SCALE=tiny $(PY) -m pytest -n 2 --dist loadscope $(NBVAL) tests notebooks
+	COURSE_SCALE=tiny OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope $(NBVAL) tests notebooks
 
 notebooks: $(STAMP)
 	COURSE_SCALE=tiny $(PY) tools/notebooks.py run notebooks/*.ipynb
