@@ -61,8 +61,12 @@ def requirement_checks() -> list[Check]:
             continue
         inside = requirement.specifier.contains(Version(version).base_version, prereleases=True)
         checks.append(
-            Check(requirement.name, inside, f"{version} (needs {requirement.specifier})",
-                  "" if inside else f'pip install "{requirement}"')
+            Check(
+                requirement.name,
+                inside,
+                f"{version} (needs {requirement.specifier})",
+                "" if inside else f'pip install "{requirement}"',
+            )
         )
     return checks
 
@@ -102,8 +106,12 @@ def summary_line() -> str:
 def run() -> list[Check]:
     """Print the full report and return the checks."""
     checks = [
-        Check("python", sys.version_info >= (3, 10), platform.python_version() + " (needs >= 3.10)",
-              "install Python 3.10 or newer"),
+        Check(
+            "python",
+            sys.version_info >= (3, 10),
+            platform.python_version() + " (needs >= 3.10)",
+            "install Python 3.10 or newer",
+        ),
         *requirement_checks(),
         torchaudio_pair_check(),
     ]

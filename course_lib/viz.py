@@ -122,12 +122,21 @@ def plot_codebook(
     if voronoi:
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         pad = 0.05 * (hi - lo)
-        gx, gy = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution),
-                             np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution))
+        gx, gy = np.meshgrid(
+            np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution),
+            np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution),
+        )
         grid = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (G, 2)
         nearest = ((grid[:, None, :] - codes[None]) ** 2).sum(-1).argmin(1)  # (G,)
-        ax.imshow(nearest.reshape(gx.shape), origin="lower", cmap="tab20", alpha=0.25, aspect="auto",
-                  extent=(gx.min(), gx.max(), gy.min(), gy.max()), interpolation="nearest")
+        ax.imshow(
+            nearest.reshape(gx.shape),
+            origin="lower",
+            cmap="tab20",
+            alpha=0.25,
+            aspect="auto",
+            extent=(gx.min(), gx.max(), gy.min(), gy.max()),
+            interpolation="nearest",
+        )
     colors = None if labels is None else _numpy(labels)
     ax.scatter(pts[:, 0], pts[:, 1], s=3, c=colors, cmap="tab20" if colors is not None else None, alpha=0.6)
     ax.scatter(codes[:, 0], codes[:, 1], s=60, c="black", marker="x", label="code vectors")

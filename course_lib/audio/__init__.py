@@ -12,7 +12,7 @@ from course_lib.audio.io import (
     save_audio,
     to_mono,
 )
-from course_lib.audio.players import audio_table, audio_data_url
+from course_lib.audio.players import audio_data_url, audio_table
 from course_lib.audio.spectral import (
     MelConfig,
     griffin_lim,

@@ -27,9 +27,13 @@ def check_audio(audio: torch.Tensor, name: str = "audio") -> torch.Tensor:
     Returns the tensor unchanged, so it can wrap an expression.
     """
     if not isinstance(audio, torch.Tensor):
-        raise AudioInputError(f"{name} must be a torch.Tensor, got {type(audio).__name__}: wrap it with torch.as_tensor(...).")
+        raise AudioInputError(
+            f"{name} must be a torch.Tensor, got {type(audio).__name__}: wrap it with torch.as_tensor(...)."
+        )
     if audio.numel() == 0:
-        raise AudioInputError(f"{name} is empty (shape {tuple(audio.shape)}): check the file or the slice that produced it.")
+        raise AudioInputError(
+            f"{name} is empty (shape {tuple(audio.shape)}): check the file or the slice that produced it."
+        )
     if not torch.isfinite(audio).all():
         bad = (~torch.isfinite(audio)).sum().item()
         raise AudioInputError(
@@ -56,9 +60,7 @@ def require_mono(audio: torch.Tensor, what: str = "this function") -> None:
         )
 
 
-def load_audio(
-    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True
-) -> tuple[torch.Tensor, int]:
+def load_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = True) -> tuple[torch.Tensor, int]:
     """Load an audio file as float32 in [-1, 1], optionally resampled and mixed to mono.
 
     Args:
@@ -76,7 +78,9 @@ def load_audio(
     if not path.exists():
         raise AudioInputError(f"No audio file at {path}: check the path (the working directory is {Path.cwd()}).")
     if path.stat().st_size == 0:
-        raise AudioInputError(f"{path} is empty (0 bytes): the download or export was probably interrupted; fetch it again.")
+        raise AudioInputError(
+            f"{path} is empty (0 bytes): the download or export was probably interrupted; fetch it again."
+        )
     try:
         data, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (T, C)
     except (sf.LibsndfileError, RuntimeError, TypeError) as error:
