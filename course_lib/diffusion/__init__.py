@@ -1,0 +1,62 @@
+"""Diffusion: noise schedules, the training loss, samplers, the UNet, and fast sampling by distillation.
+
+Schedules and samplers are kept apart from the networks (as in diffusers): a sampler takes any
+``model(x_t, t, cond=None) -> prediction`` and a :class:`NoiseSchedule`.
+
+- ``schedules``: linear / scaled-linear / cosine β, ᾱ, posterior, ``q_sample``, ε ↔ x0 ↔ v.
+- ``losses``: DDPM's Algorithm 1 as a Trainer ``loss_fn``, with v/x0 targets and condition dropout.
+- ``samplers``: Algorithm 2 (ancestral), DDIM, classifier-free guidance.
+- ``unet``: the 2-D UNet for spectrograms (add or AdaGN time features, ControlNet injection points).
+- ``distillation``: progressive distillation (Salimans & Ho 2022).
+- ``consistency``: consistency distillation and 1-2 step sampling (Song et al. 2023).
+
+Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 10_fast_sampling.ipynb.
+"""
+
+from course_lib.diffusion.consistency import (
+    ConsistencyDistillationLoss,
+    ConsistencyModel,
+    consistency_coefficients,
+    consistency_sample,
+    consistency_timesteps,
+)
+from course_lib.diffusion.distillation import ProgressiveDistillationLoss, progressive_distillation
+from course_lib.diffusion.losses import DiffusionLoss
+from course_lib.diffusion.samplers import (
+    ClassifierFreeGuidance,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+)
+from course_lib.diffusion.schedules import (
+    NoiseSchedule,
+    cosine_betas,
+    linear_betas,
+    scaled_linear_betas,
+)
+from course_lib.diffusion.unet import UNet, UNetConfig
+
+__all__ = [
+    "ClassifierFreeGuidance",
+    "ConsistencyDistillationLoss",
+    "ConsistencyModel",
+    "DiffusionLoss",
+    "NoiseSchedule",
+    "ProgressiveDistillationLoss",
+    "UNet",
+    "UNetConfig",
+    "consistency_coefficients",
+    "consistency_sample",
+    "consistency_timesteps",
+    "cosine_betas",
+    "ddim_sample",
+    "ddim_step",
+    "ddim_timesteps",
+    "ddpm_sample",
+    "ddpm_step",
+    "linear_betas",
+    "progressive_distillation",
+    "scaled_linear_betas",
+]
