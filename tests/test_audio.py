@@ -1,6 +1,7 @@
 """Audio I/O, conditioning and spectrograms (course_lib.audio)."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -46,6 +47,15 @@ def test_save_then_load_round_trip(tmp_path):
     assert rate == 16_000
     assert torch.allclose(loaded, audio, atol=1e-7)
     assert not list(tmp_path.glob(".*.tmp")), "the temporary file must be renamed away"
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    old_mask = os.umask(0o022)
+    try:
+        path = save_audio(tmp_path / "a.flac", sine(440.0), 16_000)
+    finally:
+        os.umask(old_mask)
+    assert path.stat().st_mode & 0o777 == 0o644, oct(path.stat().st_mode)
 
 
 def test_load_resamples_and_mixes_to_mono(tmp_path):

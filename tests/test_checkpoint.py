@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from course_lib.atomic import atomic_write
 from course_lib.errors import CheckpointError
 from course_lib.train import load_checkpoint, load_weights, save_checkpoint, save_weights
-from course_lib.train.checkpoint import atomic_write
 
 
 @dataclasses.dataclass

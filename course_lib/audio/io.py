@@ -10,7 +10,6 @@ Notebook: notebooks/00_audio_and_data.ipynb.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from course_lib.atomic import atomic_write
 from course_lib.errors import AudioInputError
 
 
@@ -114,15 +114,9 @@ def save_audio(path: str | os.PathLike, audio: torch.Tensor, sample_rate: int, s
         raise AudioInputError(f"Cannot write {path}: unknown audio suffix; use .wav, .flac or .ogg.")
     data = audio.detach().to("cpu", torch.float32)
     data = data.unsqueeze(0) if data.dim() == 1 else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        sf.write(tmp_name, data.T.numpy(), int(sample_rate), format=file_format, subtype=subtype)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    atomic_write(
+        path, lambda file: sf.write(file, data.T.numpy(), int(sample_rate), format=file_format, subtype=subtype)
+    )
     return path
 
 

@@ -20,50 +20,24 @@ Notebooks: every notebook that trains a model (through :class:`course_lib.train.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
 import pickle
 import random
 import re
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from course_lib.atomic import atomic_write
 from course_lib.errors import CheckpointError
 
 FORMAT = "course_lib.checkpoint"
 VERSION = 1
 RETRAIN_FIX = "train from scratch instead (resume=False, or a new checkpoint_path)"
-
-
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary file next to ``path``, fsync it, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())  # the bytes are on disk before the rename makes them visible
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    if os.name == "posix":  # make the rename itself durable (directories cannot be opened on Windows)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 def _plain(value: Any) -> Any:
