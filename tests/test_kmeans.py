@@ -52,8 +52,8 @@ def test_nearest_centers_equals_brute_force_in_any_chunking(n_codes):
     x = torch.randn(300, 8, generator=generator)
     centers = torch.randn(n_codes, 8, generator=generator)
     expected = torch.cdist(x.double(), centers.double()).argmin(1)
-    for chunk_size in (None, 7, 300):
-        indices, sq_dist = nearest_centers(x, centers, chunk_size=chunk_size)
+    for chunk_size, threads in ((None, 1), (7, 1), (7, 2), (300, 2)):  # 2: blocks shared by two workers
+        indices, sq_dist = nearest_centers(x, centers, chunk_size=chunk_size, threads=threads)
         assert torch.equal(indices, expected)
         torch.testing.assert_close(sq_dist, ((x - centers[indices]) ** 2).sum(1), rtol=1e-4, atol=1e-4)
 
@@ -65,6 +65,19 @@ def test_encode_and_decode_are_the_codebook_look_up():
     assert torch.equal(km.decode(km.labels_), km.centers[km.labels_])
     assert torch.equal(km.encode(x.view(8, 25, 2)), km.labels_.view(8, 25))  # any leading shape
     assert km.decode(km.encode(x)).shape == x.shape
+
+
+def test_fit_with_two_threads_gives_the_same_result_and_restores_the_thread_count():
+    x = blobs(std=3.0)
+    one = KMeans(6, seed=0, chunk_size=16).fit(x)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = KMeans(6, seed=0, chunk_size=16).fit(x)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.labels_, two.labels_) and torch.equal(one.centers, two.centers)
 
 
 def test_inertia_is_the_sum_of_squared_distances():

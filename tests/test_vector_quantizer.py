@@ -133,6 +133,16 @@ def test_eval_output_equals_decoding_the_indices(shape):
     assert torch.equal(vq.encode(x), out.indices)
 
 
+def test_runs_in_float32_under_autocast():
+    vq = VectorQuantizer(dim=8, codebook_size=64, use_ema=True)
+    x = z_e(2, 8, 30).bfloat16()
+    expected = vq.eval()(x.float()).indices
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = vq.train()(x)  # the EMA update runs in float32 too
+    assert out.quantized.dtype == torch.float32 and vq.codebook.dtype == torch.float32
+    assert torch.equal(out.indices, expected)
+
+
 def test_perplexity_and_usage():
     vq = VectorQuantizer(dim=3, codebook_size=8)
     every_code_once = vq.codebook.detach().t()[None]  # (1, 3, 8)

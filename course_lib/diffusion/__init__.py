@@ -9,6 +9,9 @@ Schedules and samplers are kept apart from the networks (as in diffusers): a sam
 - ``unet``: the 2-D UNet for spectrograms (add or AdaGN time features, ControlNet injection points).
 - ``distillation``: progressive distillation (Salimans & Ho 2022).
 - ``consistency``: consistency distillation and 1-2 step sampling (Song et al. 2023).
+- ``pretrained``: the course's scaled log-mel patches and the shipped tiny models (``load_tiny_ddpm``).
+- ``quality``: the Fréchet mel distance between generated and held-out spectrograms.
+- ``train_spectrogram_ddpm``: the command that trains (and distils) the shipped models.
 
 Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 10_fast_sampling.ipynb.
 """
@@ -22,6 +25,17 @@ from course_lib.diffusion.consistency import (
 )
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss, progressive_distillation
 from course_lib.diffusion.losses import DiffusionLoss
+from course_lib.diffusion.pretrained import (
+    MelPatches,
+    PretrainedDiffusion,
+    SpectrogramScaling,
+    held_out_patches,
+    load_pretrained_diffusion,
+    load_tiny_consistency,
+    load_tiny_ddpm,
+    load_tiny_distilled,
+)
+from course_lib.diffusion.quality import frame_statistics, frechet_distance, frechet_mel_distance
 from course_lib.diffusion.samplers import (
     ClassifierFreeGuidance,
     ddim_sample,
@@ -59,4 +73,15 @@ __all__ = [
     "linear_betas",
     "progressive_distillation",
     "scaled_linear_betas",
+    "MelPatches",
+    "PretrainedDiffusion",
+    "SpectrogramScaling",
+    "frame_statistics",
+    "frechet_distance",
+    "frechet_mel_distance",
+    "held_out_patches",
+    "load_pretrained_diffusion",
+    "load_tiny_consistency",
+    "load_tiny_ddpm",
+    "load_tiny_distilled",
 ]

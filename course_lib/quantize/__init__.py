@@ -2,6 +2,9 @@
 
 Lecture sections "Audio Discretization Using K-means", "VQ-VAE" and "JukeBox".
 Notebooks: notebooks/01_kmeans_vq.ipynb, 02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb.
+
+The functional ``kmeans(x, k)`` stays in ``course_lib.quantize.kmeans`` (re-exported here it would
+hide the module of the same name).
 """
 
 from course_lib.quantize.hierarchical_vq_vae import (
@@ -10,7 +13,7 @@ from course_lib.quantize.hierarchical_vq_vae import (
     HierarchicalVQVAEConfig,
     token_rate,
 )
-from course_lib.quantize.kmeans import KMeans, kmeans, kmeans_plus_plus, nearest_centers
+from course_lib.quantize.kmeans import KMeans, kmeans_plus_plus, nearest_centers
 from course_lib.quantize.vector_quantizer import QuantizerOutput, VectorQuantizer
 from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig, VQVAEOutput
 
@@ -24,7 +27,6 @@ __all__ = [
     "VQVAEConfig",
     "VQVAEOutput",
     "VectorQuantizer",
-    "kmeans",
     "kmeans_plus_plus",
     "nearest_centers",
     "token_rate",

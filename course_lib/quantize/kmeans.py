@@ -14,8 +14,8 @@ mean feature variance), empty clusters moved to the points farthest from their c
 assignment to the final centres.
 
 Distances are never held for all N points at once: ``nearest_centers`` expands
-||x - c||² = ||x||² - 2 x·c + ||c||² and walks over the points in chunks, one ``addmm`` per chunk
-(the codebook's norms computed once per pass).
+||x - c||² = ||x||² - 2 x·c + ||c||² and walks over the points in blocks, one ``addmm`` per block
+(the codebook's norms computed once per pass), the blocks shared out to the CPU's threads.
 
 Notebook: notebooks/01_kmeans_vq.ipynb
 """
@@ -23,15 +23,19 @@ Notebook: notebooks/01_kmeans_vq.ipynb
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
 
 from course_lib.errors import AudioInputError, ConfigError
 
-# Distance block size, in matrix entries: 16 MiB in float32, whatever N is. Fewer, larger blocks
-# measured faster on a 2-core CPU than cache-sized ones: each torch operation pays a thread-pool cost.
-DISTANCE_BLOCK_ENTRIES = 2**22
+# Distance block size, in matrix entries: 4 MiB of float32 per CPU thread stays in its cache; GPUs
+# take larger blocks, so that fewer kernels are launched.
+CPU_BLOCK_ENTRIES = 2**20
+GPU_BLOCK_ENTRIES = 2**24
 # ``_row_max`` splits rows into blocks of this many columns.
 _LANES = 64
 
@@ -41,38 +45,72 @@ def nearest_centers(
     centers: Tensor,
     chunk_size: int | None = None,
     x_sq_norms: Tensor | None = None,
+    threads: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Index of the nearest centre for every row of ``x``, and the squared distance to it.
 
     With ||x - c||² = ||x||² - (2 x·c - ||c||²), the nearest centre is the one with the largest
     *score* 2 x·c - ||c||², which one ``addmm`` gives for a whole block of rows. Blocks of
-    ``chunk_size`` rows reuse one buffer, so memory stays at ``chunk_size × K`` entries whatever N is.
+    ``chunk_size`` rows reuse one buffer, so memory stays at ``chunk_size × K`` entries (per CPU
+    thread) whatever N is. On a CPU the blocks are shared out to torch's threads, each working
+    through its blocks with single-threaded operations, as scikit-learn's Lloyd loop does: splitting
+    every small operation across threads costs more in hand-offs than it gains, and far more when
+    other programs compete for the cores.
 
     Args:
         x: points, (N, D).
         centers: codebook, (K, D), same dtype and device as ``x``.
-        chunk_size: rows per block; default keeps a block near 2**22 entries.
+        chunk_size: rows per block; default: 2**20 entries per block on a CPU, 2**24 on a GPU.
         x_sq_norms: ||x_i||², (N,), if already computed.
+        threads: CPU threads that share the blocks; default ``torch.get_num_threads()``.
 
     Returns:
         ``(indices, sq_distances)``: LongTensor (N,) and the squared distances (N,), clamped at 0.
     """
     n, k = x.shape[0], centers.shape[0]
-    chunk = chunk_size or max(1, DISTANCE_BLOCK_ENTRIES // k)
+    on_cpu = x.device.type == "cpu"
+    chunk = chunk_size or max(1, (CPU_BLOCK_ENTRIES if on_cpu else GPU_BLOCK_ENTRIES) // k)
+    blocks = [(start, min(start + chunk, n)) for start in range(0, n, chunk)]
+    threads = min(threads or torch.get_num_threads(), len(blocks)) if on_cpu else 1
+    neg_center_sq = -(centers.detach() * centers.detach()).sum(1)  # (K,)
+    centers_t = centers.detach().t()  # (D, K), a view: BLAS reads it transposed
+    indices = torch.empty(n, dtype=torch.long, device=x.device)  # (N,)
+    best = torch.empty(n, dtype=x.dtype, device=x.device)  # (N,) largest score per row
+
+    def score_blocks(part: int) -> None:  # blocks part, part + threads, part + 2 threads, ...
+        with torch.no_grad():
+            buffer = torch.empty(min(chunk, n), k, dtype=x.dtype, device=x.device)  # (chunk, K)
+            for start, stop in blocks[part::threads]:
+                scores = buffer[: stop - start]  # (n_chunk, K)
+                torch.addmm(neg_center_sq, x[start:stop], centers_t, alpha=2, out=scores)  # 2 x·c - ||c||²
+                _row_max(scores, out=(best[start:stop], indices[start:stop]))
+
+    if threads == 1:
+        score_blocks(0)
+    else:
+        _in_single_threaded_workers(score_blocks, threads)
     with torch.no_grad():
-        neg_center_sq = -(centers * centers).sum(1)  # (K,)
-        indices = torch.empty(n, dtype=torch.long, device=x.device)  # (N,)
-        best = torch.empty(n, dtype=x.dtype, device=x.device)  # (N,) largest score per row
-        block = torch.empty(min(chunk, n), k, dtype=x.dtype, device=x.device)  # (chunk, K)
-        centers_t = centers.t()  # (D, K), a view: BLAS reads it transposed
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            scores = block[: stop - start]  # (n_chunk, K)
-            torch.addmm(neg_center_sq, x[start:stop], centers_t, alpha=2, out=scores)  # 2 x·c - ||c||²
-            _row_max(scores, out=(best[start:stop], indices[start:stop]))
         if x_sq_norms is None:
             x_sq_norms = (x * x).sum(1)  # (N,)
         return indices, torch.sub(x_sq_norms, best).clamp_(min=0)
+
+
+def _in_single_threaded_workers(work: Callable[[int], None], threads: int) -> None:
+    """Run ``work(0)``, ..., ``work(threads - 1)`` in parallel threads whose torch ops use one thread each."""
+    with _torch_threads(1):  # torch gives a new thread the count set last
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, range(threads)))  # list(): re-raises a worker's exception here
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Set torch's thread count for the block, then restore it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _row_max(scores: Tensor, out: tuple[Tensor, Tensor]) -> None:
@@ -131,8 +169,8 @@ def kmeans_plus_plus(
         draws = torch.rand(trials, generator=generator, dtype=x.dtype).to(x.device) * potential
         candidates = torch.searchsorted(closest.cumsum(0), draws).clamp_(max=n - 1)  # (trials,)
         cand = x[candidates]  # (trials, D)
-        dist = x_sq_norms[:, None] - 2 * (x @ cand.t()) + x_sq_norms[candidates]  # (N, trials)
-        candidate_closest = torch.minimum(closest[:, None], dist.clamp_(min=0))  # (N, trials)
+        dist = torch.addmm(x_sq_norms[candidates], x, cand.t(), alpha=-2).add_(x_sq_norms[:, None]).clamp_(min=0)
+        candidate_closest = torch.minimum(closest[:, None], dist, out=dist)  # (N, trials) D(x)² with it
         potentials = candidate_closest.sum(0)  # (trials,)
         best = potentials.argmin()
         centers[c] = cand[best]
@@ -160,7 +198,7 @@ class KMeans:
             the features (scikit-learn's rule); iterations also stop when no label changes.
             ``tol=0`` runs all ``max_iter`` iterations unless the labels stop changing.
         init: ``"k-means++"``, ``"random"`` (K distinct points) or a (K, D) tensor of centres.
-        chunk_size: rows per distance block (memory ``chunk_size × K``); default about 2**22 entries.
+        chunk_size: rows per distance block (memory ``chunk_size × K`` per thread); default 2**20 entries.
         seed: seed of the initialisation draws.
 
     Notebook: notebooks/01_kmeans_vq.ipynb
@@ -196,29 +234,33 @@ class KMeans:
     def fit(self, x: Tensor) -> KMeans:
         """Run k-means on the rows of ``x`` (N, D); returns ``self``."""
         x = _check_points(x, self.n_clusters)
-        x_sq_norms = (x * x).sum(1)  # (N,)
-        centers = self._initial_centers(x, x_sq_norms)  # (K, D)
-        tol = self.tol * float(x.var(0, correction=0).mean()) if self.tol > 0 else 0.0
-        previous_labels = None
-        converged = False
-        self.n_iter_ = 0
-        while self.n_iter_ < self.max_iter:
-            self.n_iter_ += 1
-            labels, sq_dist = nearest_centers(x, centers, self.chunk_size, x_sq_norms)  # (N,), (N,)
-            new_centers = _mean_of_clusters(x, labels, sq_dist, self.n_clusters)  # (K, D)
-            shift = float(((new_centers - centers) ** 2).sum())
-            centers = new_centers
-            if previous_labels is not None and torch.equal(labels, previous_labels):
-                converged = True
-                break
-            if shift <= tol:
-                break
-            previous_labels = labels
-        if not converged:  # final E-step, so that the labels belong to the final centres
-            labels, _ = nearest_centers(x, centers, self.chunk_size, x_sq_norms)
+        threads = torch.get_num_threads()
+        # The O(N·D) steps run on one thread: cheap next to the distances, which `threads` workers
+        # share (see nearest_centers), and safe from thread hand-offs on a busy machine.
+        with _torch_threads(1):
+            x_sq_norms = (x * x).sum(1)  # (N,)
+            centers = self._initial_centers(x, x_sq_norms)  # (K, D)
+            tol = self.tol * float(x.var(0, correction=0).mean()) if self.tol > 0 else 0.0
+            previous_labels = None
+            converged = False
+            self.n_iter_ = 0
+            while self.n_iter_ < self.max_iter:
+                self.n_iter_ += 1
+                labels, sq_dist = nearest_centers(x, centers, self.chunk_size, x_sq_norms, threads)  # (N,), (N,)
+                new_centers = _mean_of_clusters(x, labels, sq_dist, self.n_clusters)  # (K, D)
+                shift = float(((new_centers - centers) ** 2).sum())
+                centers = new_centers
+                if previous_labels is not None and torch.equal(labels, previous_labels):
+                    converged = True
+                    break
+                if shift <= tol:
+                    break
+                previous_labels = labels
+            if not converged:  # final E-step, so that the labels belong to the final centres
+                labels, _ = nearest_centers(x, centers, self.chunk_size, x_sq_norms, threads)
+            self.inertia_ = _inertia(x, centers, labels, self.chunk_size)
         self.centers = centers
         self.labels_ = labels
-        self.inertia_ = _inertia(x, centers, labels, self.chunk_size)
         return self
 
     def encode(self, x: Tensor) -> Tensor:
@@ -279,7 +321,7 @@ def _mean_of_clusters(x: Tensor, labels: Tensor, sq_dist: Tensor, n_clusters: in
 
 def _inertia(x: Tensor, centers: Tensor, labels: Tensor, chunk_size: int | None) -> float:
     """Sum of ||x_i - c_{l_i}||², computed directly (not from the expansion, which loses digits)."""
-    chunk = chunk_size or max(1, DISTANCE_BLOCK_ENTRIES // centers.shape[0])
+    chunk = chunk_size or max(1, CPU_BLOCK_ENTRIES // centers.shape[0])
     total = torch.zeros((), dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], chunk):
         residual = x[start : start + chunk] - centers[labels[start : start + chunk]]  # (n_chunk, D)

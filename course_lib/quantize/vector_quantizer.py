@@ -120,48 +120,54 @@ class VectorQuantizer(nn.Module):
         return F.normalize(self.codebook, dim=1) if self.cosine else self.codebook
 
     def forward(self, z_e: Tensor) -> QuantizerOutput:
-        """Quantize ``z_e`` (B, D, T) or (B, D, H, W); in training mode also update the codebook state."""
-        flat = self._flatten(z_e)  # (N, D)
-        if self.training and self.kmeans_init and not self.initialised:
-            self._init_from_kmeans(flat.detach())
-        if self.training and self.dead_code_steps:  # before the codes enter this step's graph
-            self._restart_dead_codes(flat.detach())
-        codes = self.codes()  # (K, D)
-        indices, _ = nearest_centers(flat.detach(), codes.detach(), self.chunk_size)  # (N,)
-        z_q = F.embedding(indices, codes)  # (N, D); carries the codebook's gradient
+        """Quantize ``z_e`` (B, D, T) or (B, D, H, W); in training mode also update the codebook state.
 
-        if self.use_ema:
-            codebook_loss = torch.zeros((), dtype=flat.dtype, device=flat.device)
-        else:
-            codebook_loss = F.mse_loss(z_q, flat.detach())  # ||sg[z_e] - e||²
-        commitment_loss = self.beta * F.mse_loss(flat, z_q.detach())  # β ||z_e - sg[e]||²
+        Runs in the codebook's dtype (float32) whatever the input's, also under autocast: 16-bit
+        distances would pick wrong codes.
+        """
+        with torch.autocast(z_e.device.type, enabled=False):  # float32 distances and EMA, also under AMP
+            flat = self._flatten(z_e.to(self.codebook.dtype))  # (N, D), float32 under AMP too
+            if self.training and self.kmeans_init and not self.initialised:
+                self._init_from_kmeans(flat.detach())
+            if self.training and self.dead_code_steps:  # before the codes enter this step's graph
+                self._restart_dead_codes(flat.detach())
+            codes = self.codes()  # (K, D)
+            indices, _ = nearest_centers(flat.detach(), codes.detach(), self.chunk_size)  # (N,)
+            z_q = F.embedding(indices, codes)  # (N, D); carries the codebook's gradient
 
-        counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,)
-        if self.training:
-            with torch.no_grad():
-                if self.use_ema:
-                    self._ema_update(flat, indices, counts)
-                if self.dead_code_steps:
-                    self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+            if self.use_ema:
+                codebook_loss = torch.zeros((), dtype=flat.dtype, device=flat.device)
+            else:
+                codebook_loss = F.mse_loss(z_q, flat.detach())  # ||sg[z_e] - e||²
+            commitment_loss = self.beta * F.mse_loss(flat, z_q.detach())  # β ||z_e - sg[e]||²
 
-        # Straight-through estimator: the value of z_q, the gradient of z_e. Written as
-        # z_q + (z_e - sg[z_e]) rather than z_e + sg[z_q - z_e] so that the value is exactly z_q.
-        quantized = z_q.detach() + (flat - flat.detach())  # (N, D)
-        probs = counts.to(flat.dtype) / indices.numel()  # (K,)
-        return QuantizerOutput(
-            quantized=self._unflatten(quantized, z_e.shape),
-            indices=indices.view(z_e.shape[0], *z_e.shape[2:]),
-            codebook_loss=codebook_loss,
-            commitment_loss=commitment_loss,
-            loss=codebook_loss + commitment_loss,
-            perplexity=torch.special.entr(probs).sum().exp(),
-            usage=(counts > 0).to(flat.dtype).mean(),
-        )
+            counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,)
+            if self.training:
+                with torch.no_grad():
+                    if self.use_ema:
+                        self._ema_update(flat, indices, counts)
+                    if self.dead_code_steps:
+                        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+
+            # Straight-through estimator: the value of z_q, the gradient of z_e. Written as
+            # z_q + (z_e - sg[z_e]) rather than z_e + sg[z_q - z_e] so that the value is exactly z_q.
+            quantized = z_q.detach() + (flat - flat.detach())  # (N, D)
+            probs = counts.to(flat.dtype) / indices.numel()  # (K,)
+            return QuantizerOutput(
+                quantized=self._unflatten(quantized, z_e.shape),
+                indices=indices.view(z_e.shape[0], *z_e.shape[2:]),
+                codebook_loss=codebook_loss,
+                commitment_loss=commitment_loss,
+                loss=codebook_loss + commitment_loss,
+                perplexity=torch.special.entr(probs).sum().exp(),
+                usage=(counts > 0).to(flat.dtype).mean(),
+            )
 
     @torch.no_grad()
     def encode(self, z_e: Tensor) -> Tensor:
         """Code indices of ``z_e``: (B, D, ...) -> LongTensor (B, ...). Changes no state."""
-        indices, _ = nearest_centers(self._flatten(z_e), self.codes(), self.chunk_size)  # (N,)
+        with torch.autocast(z_e.device.type, enabled=False):
+            indices, _ = nearest_centers(self._flatten(z_e.to(self.codebook.dtype)), self.codes(), self.chunk_size)
         return indices.view(z_e.shape[0], *z_e.shape[2:])
 
     def decode(self, indices: Tensor) -> Tensor:

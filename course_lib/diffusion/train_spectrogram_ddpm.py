@@ -1,0 +1,344 @@
+"""Train the course's spectrogram diffusion model and distil it: the commands behind the shipped checkpoints.
+
+Three stages, each one command (run from the repository root; seeded, so a rerun on one machine gives
+the same weights, and on another machine nearly the same)::
+
+    # 1. the DDPM teacher (Algorithm 1 on SynthMusic log-mel patches)
+    python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out course_lib/checkpoints/ddpm_tiny.safetensors
+    # 2. progressive distillation of the teacher down to 4 DDIM steps (Salimans & Ho 2022)
+    python -m course_lib.diffusion.train_spectrogram_ddpm --stage progressive --scale tiny \\
+        --teacher course_lib/checkpoints/ddpm_tiny.safetensors --out course_lib/checkpoints/ddpm_tiny_distilled_4steps.safetensors
+    # 3. consistency distillation of the teacher (Song et al. 2023)
+    python -m course_lib.diffusion.train_spectrogram_ddpm --stage consistency --scale tiny \\
+        --teacher course_lib/checkpoints/ddpm_tiny.safetensors --out course_lib/checkpoints/ddpm_tiny_consistency.safetensors
+
+**The teacher** (stage ``teacher``) is :class:`course_lib.diffusion.UNet` (``UNetConfig.for_scale``: 0.30 M
+parameters at ``tiny``, AdaGN time features) trained with :class:`course_lib.diffusion.DiffusionLoss` on
+64 × 64 log-mel patches of ``SynthMusic(seed=0)`` clips (:class:`course_lib.diffusion.pretrained.MelPatches`,
+scaled to about [-1, 1] by :class:`~course_lib.diffusion.pretrained.SpectrogramScaling`), DDPM's linear
+schedule with T = 1,000. It predicts **v** = √ᾱ_t ε - √(1-ᾱ_t) x_0 rather than ε: the same information
+(the samplers convert, ε = √(1-ᾱ_t) x_t + √ᾱ_t v), but a network whose output stays usable at the
+noisiest step, which both distillations need (Salimans & Ho 2022, Sec. 4). AdamW with a short warm-up
+and a cosine decay; the weights saved are an exponential moving average (EMA) of the trained ones,
+which gives visibly cleaner samples from a short run (Ho et al. 2020 used EMA 0.9999 over 800k steps).
+
+**The students** start as copies of the teacher: ``progressive`` runs rounds of
+:func:`course_lib.diffusion.progressive_distillation` from ``--teacher-steps`` (32) trailing DDIM steps
+down to 4; ``consistency`` trains a :class:`course_lib.diffusion.ConsistencyModel` with
+:class:`course_lib.diffusion.ConsistencyDistillationLoss` and saves its EMA target network θ⁻.
+
+Each file is written with :func:`course_lib.train.save_weights`: the UNet's config and the training facts
+(stage, steps, schedule, prediction type, scaling, wall time, the command) travel in its metadata, and
+:func:`course_lib.diffusion.pretrained.load_pretrained_diffusion` rebuilds everything from it.
+At ``--scale full`` the UNet is ``UNetConfig.full()`` (43.6 M parameters) and the runs are longer: a GPU job.
+
+Notebooks: notebooks/07_ddpm.ipynb (the teacher), 10_fast_sampling.ipynb (the students).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from course_lib.audio import MelConfig
+from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel
+from course_lib.diffusion.distillation import ProgressiveDistillationLoss
+from course_lib.diffusion.losses import DiffusionLoss
+from course_lib.diffusion.pretrained import (
+    PATCH_FRAMES,
+    TRAIN_SEED,
+    MelPatches,
+    PretrainedDiffusion,
+    SpectrogramScaling,
+    held_out_patches,
+    load_pretrained_diffusion,
+)
+from course_lib.diffusion.quality import frechet_mel_distance
+from course_lib.diffusion.samplers import ddim_sample
+from course_lib.diffusion.schedules import NoiseSchedule
+from course_lib.diffusion.unet import UNet, UNetConfig
+from course_lib.errors import ConfigError
+from course_lib.train import TrainConfig, Trainer, save_weights
+
+STAGES = ("teacher", "progressive", "consistency")
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """One stage's recipe. Defaults: the ``tiny`` teacher; :func:`recipe` gives every stage and scale."""
+
+    steps: int = 1500
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.1
+    ema_decay: float = 0.995
+    train_clips: int = 512
+    prediction_type: str = "v"
+    schedule: str = "linear"
+    num_timesteps: int = 1000
+    teacher_steps: int = 32  # progressive: the teacher's DDIM steps in the first round
+    final_steps: int = 4  # progressive: the last student's steps
+    consistency_points: int = 18  # consistency: N of the σ grid (Song et al. 2023 used 18 on CIFAR-10)
+    target_decay: float = 0.95  # consistency: μ of the target network
+    eval_samples: int = 16
+    seed: int = 0
+
+
+TINY = {
+    "teacher": {},
+    "progressive": {"steps": 300, "lr": 2e-4, "warmup_steps": 0, "ema_decay": 0.0},  # steps per round
+    "consistency": {"steps": 800, "lr": 2e-4, "warmup_steps": 0, "ema_decay": 0.0},
+}
+FULL = {
+    "teacher": {"steps": 100_000, "batch_size": 64, "lr": 2e-4, "warmup_steps": 1000, "ema_decay": 0.9999, "train_clips": 8192},
+    "progressive": {"steps": 8_000, "batch_size": 64, "lr": 1e-4, "warmup_steps": 0, "ema_decay": 0.0, "teacher_steps": 256, "train_clips": 8192},
+    "consistency": {"steps": 50_000, "batch_size": 64, "lr": 1e-5, "warmup_steps": 0, "ema_decay": 0.0, "consistency_points": 40, "train_clips": 8192},
+}  # fmt: skip
+
+
+def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig:
+    """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden."""
+    if stage not in STAGES:
+        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
+    presets = FULL if get_scale(scale) == "full" else TINY
+    return RecipeConfig(**{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
+
+
+class EMALoss:
+    """Wrap a ``loss_fn`` so that every call first moves an EMA copy of the model towards its weights.
+
+    The Trainer calls ``loss_fn`` once per step, before the optimizer step, so the copy sees the
+    weights after every previous step: ``ema ← d · ema + (1 - d) · θ`` with ``d = min(decay, (1 + n) / (10 + n))``
+    (a warm-up, so the average is not dominated by the random initial weights).
+    """
+
+    def __init__(self, loss_fn: Any, decay: float) -> None:
+        self.loss_fn, self.decay, self.updates = loss_fn, decay, 0
+        self.ema: nn.Module | None = None
+
+    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        self.update(model)
+        return self.loss_fn(model, batch)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> nn.Module:
+        if self.ema is None:
+            self.ema = copy.deepcopy(model).requires_grad_(False).eval()
+            return self.ema
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for averaged, current in zip(self.ema.parameters(), model.parameters(), strict=True):
+            averaged.lerp_(current, 1 - decay)
+        for averaged, current in zip(self.ema.buffers(), model.buffers(), strict=True):
+            averaged.copy_(current)
+        return self.ema
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, config: RecipeConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then a cosine decay to ``final_lr_fraction`` of the peak."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+        return config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(
+    model: nn.Module, loss_fn: Any, data: MelPatches, config: RecipeConfig, device: torch.device
+) -> tuple[nn.Module, list]:
+    """Train ``model`` with AdamW + warm-up/cosine on random patches; return the EMA (or the model) and the history."""
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    wrapped = EMALoss(loss_fn, config.ema_decay) if config.ema_decay > 0 else loss_fn
+    trainer = Trainer(
+        model,
+        wrapped,
+        TrainConfig(steps=config.steps, lr=config.lr, log_every=25, seed=config.seed, weight_decay=0.0),
+        optimizer=optimizer,
+        scheduler=warmup_cosine(optimizer, config),
+        device=device,
+    )
+    history = trainer.fit(lambda step: data.random_batch(config.batch_size, generator))
+    if isinstance(wrapped, EMALoss):
+        return wrapped.update(model), history  # one last update: the weights after the final step
+    return model, history
+
+
+def sample_quality(model: nn.Module, bundle: PretrainedDiffusion, sampler: Any, n: int, seed: int = 0) -> float:
+    """FMD (:mod:`course_lib.diffusion.quality`) of ``n`` samples from ``sampler(model, shape, generator)`` against held-out clips."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = sampler(model, (n, *bundle.shape), generator)
+    reference = held_out_patches(64).log_mels  # (64, M, 201): every frame of 64 held-out clips
+    return frechet_mel_distance(bundle.to_log_mel(x), reference)
+
+
+def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, history: list, extra: dict) -> dict:
+    return {
+        "stage": stage,
+        "scale": scale,
+        **dataclasses.asdict(config),
+        "scaling": dataclasses.asdict(SpectrogramScaling()),
+        "mel_config": dataclasses.asdict(MelConfig()),
+        "patch_frames": PATCH_FRAMES,
+        "train_seed": TRAIN_SEED,
+        "final_loss": history[-1]["loss"] if history else None,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "command": "python -m course_lib.diffusion.train_spectrogram_ddpm " + shlex.join(sys.argv[1:]),
+        **extra,
+    }
+
+
+def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Path) -> dict:
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    model = UNet(UNetConfig.for_scale(scale))
+    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
+    loss = DiffusionLoss(schedule, prediction_type=config.prediction_type)
+    ema, history = train(model, loss, data, config, device)
+    metadata = metadata_for("teacher", config, scale, started, history, {})
+    save_weights(out, ema, metadata)
+    bundle = load_pretrained_diffusion(out, device)
+    metadata["fmd_ddim50"] = sample_quality(bundle.model, bundle, ddim_sampler(bundle, 50), config.eval_samples)
+    save_weights(out, ema, metadata)
+    return metadata
+
+
+def run_progressive(config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path) -> dict:
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    bundle = load_pretrained_diffusion(teacher_path, device)
+    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    teacher, history, rounds = bundle.model, [], {}
+    steps = config.teacher_steps // 2
+    while steps >= config.final_steps:
+        student = copy.deepcopy(teacher).train()
+        loss = ProgressiveDistillationLoss(teacher, bundle.schedule, steps, bundle.prediction_type)
+        student, round_history = train(student, loss, data, config, device)
+        rounds[str(steps)] = round_history[-1]["loss"]
+        history += round_history
+        teacher = student.eval()
+        steps //= 2
+    extra = {
+        "teacher": teacher_path.name,
+        "sampling_steps": config.final_steps,
+        "spacing": "trailing",
+        "round_final_losses": rounds,
+    }
+    metadata = metadata_for("progressive", config, scale, started, history, extra)
+    metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
+                    prediction_type=bundle.prediction_type)  # fmt: skip
+    metadata["fmd"] = sample_quality(
+        teacher, bundle, ddim_sampler(bundle, config.final_steps, "trailing"), config.eval_samples
+    )
+    save_weights(out, teacher, metadata)
+    return metadata
+
+
+def run_consistency(config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path) -> dict:
+    from course_lib.diffusion.consistency import consistency_sample
+
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    bundle = load_pretrained_diffusion(teacher_path, device)
+    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    student = ConsistencyModel(copy.deepcopy(bundle.model).train(), bundle.schedule, bundle.prediction_type)
+    loss = ConsistencyDistillationLoss(
+        bundle.model, bundle.schedule, bundle.prediction_type, config.consistency_points, config.target_decay
+    )
+    _, history = train(student, loss, data, config, device)
+    target = loss.target.eval()  # θ⁻, the EMA target network: what the paper samples from
+    extra = {"teacher": teacher_path.name, "sigma_data": target.sigma_data}
+    metadata = metadata_for("consistency", config, scale, started, history, extra)
+    metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
+                    prediction_type=bundle.prediction_type)  # fmt: skip
+    for steps in (1, 2):
+        metadata[f"fmd_{steps}step"] = sample_quality(
+            target,
+            bundle,
+            lambda m, shape, g, k=steps: consistency_sample(
+                m, bundle.schedule, shape, num_steps=k, generator=g, progress=False
+            ),
+            config.eval_samples,
+        )
+    save_weights(out, target.network, metadata)
+    return metadata
+
+
+def ddim_sampler(bundle: PretrainedDiffusion, num_steps: int, spacing: str = "leading") -> Any:
+    def sample(model: nn.Module, shape: tuple, generator: torch.Generator) -> Tensor:
+        return ddim_sample(model, bundle.schedule, shape, num_steps=num_steps, spacing=spacing,
+                           prediction_type=bundle.prediction_type, generator=generator, progress=False)  # fmt: skip
+
+    return sample
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", choices=STAGES, default="teacher")
+    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
+    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    parser.add_argument("--teacher", type=Path, help="the teacher's weights (stages progressive and consistency)")
+    parser.add_argument("--steps", type=int, help="training steps (per round for progressive)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
+    parser.add_argument("--eval-samples", type=int, help="samples drawn to score the result (FMD)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    scale = get_scale(args.scale)
+    config = recipe(
+        args.stage,
+        scale,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        train_clips=args.clips,
+        eval_samples=args.eval_samples,
+    )
+    device = get_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    if args.stage != "teacher" and args.teacher is None:
+        parser.error(f"--stage {args.stage} needs --teacher PATH (the teacher's .safetensors file)")
+    if args.stage == "teacher":
+        metadata = run_teacher(config, scale, device, args.out)
+    elif args.stage == "progressive":
+        metadata = run_progressive(config, scale, device, args.out, args.teacher)
+    else:
+        metadata = run_consistency(config, scale, device, args.out, args.teacher)
+    size = args.out.stat().st_size / 1e6
+    quality = {k: round(v, 1) for k, v in metadata.items() if k.startswith("fmd")}
+    print(
+        f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final loss {metadata['final_loss']:.4f}; {quality}"
+    )
+    return metadata
+
+
+if __name__ == "__main__":
+    main()
