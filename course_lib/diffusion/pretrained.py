@@ -22,6 +22,8 @@ made by ``python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --o
 course_lib/checkpoints/ddpm_tiny.safetensors`` (see that module for the recipe and README.md's
 "Shipped checkpoints" for its wall time). The loaded bundle (:class:`PretrainedDiffusion`) carries
 everything a sampler needs: the UNet, its noise schedule, what it predicts, and the scaling.
+:func:`load_tiny_distilled` and :func:`load_tiny_consistency` load the two students distilled from it
+for chapter 10 (4 DDIM steps; 1-2 consistency steps), made by the same module.
 
 Notebooks: notebooks/07_ddpm.ipynb, 10_fast_sampling.ipynb (and the later diffusion chapters).
 """

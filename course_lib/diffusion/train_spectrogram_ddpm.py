@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
 from course_lib.config import get_device, get_scale, seed_everything
-from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel
+from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss
 from course_lib.diffusion.losses import DiffusionLoss
 from course_lib.diffusion.pretrained import (
@@ -189,7 +189,9 @@ def sample_quality(model: nn.Module, bundle: PretrainedDiffusion, sampler: Any, 
     return frechet_mel_distance(bundle.to_log_mel(x), reference)
 
 
-def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, history: list, extra: dict) -> dict:
+def metadata_for(
+    stage: str, config: RecipeConfig, scale: str, started: float, history: list, extra: dict, command: str
+) -> dict:
     return {
         "stage": stage,
         "scale": scale,
@@ -203,12 +205,12 @@ def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, h
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
-        "command": "python -m course_lib.diffusion.train_spectrogram_ddpm " + shlex.join(sys.argv[1:]),
+        "command": command,
         **extra,
     }
 
 
-def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Path) -> dict:
+def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED)
@@ -216,7 +218,7 @@ def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Pat
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     loss = DiffusionLoss(schedule, prediction_type=config.prediction_type)
     ema, history = train(model, loss, data, config, device)
-    metadata = metadata_for("teacher", config, scale, started, history, {})
+    metadata = metadata_for("teacher", config, scale, started, history, {}, command)
     save_weights(out, ema, metadata)
     bundle = load_pretrained_diffusion(out, device)
     metadata["fmd_ddim50"] = sample_quality(bundle.model, bundle, ddim_sampler(bundle, 50), config.eval_samples)
@@ -224,7 +226,9 @@ def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Pat
     return metadata
 
 
-def run_progressive(config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path) -> dict:
+def run_progressive(
+    config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path, command: str = ""
+) -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     bundle = load_pretrained_diffusion(teacher_path, device)
@@ -245,7 +249,7 @@ def run_progressive(config: RecipeConfig, scale: str, device: torch.device, out:
         "spacing": "trailing",
         "round_final_losses": rounds,
     }
-    metadata = metadata_for("progressive", config, scale, started, history, extra)
+    metadata = metadata_for("progressive", config, scale, started, history, extra, command)
     metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
                     prediction_type=bundle.prediction_type)  # fmt: skip
     metadata["fmd"] = sample_quality(
@@ -255,9 +259,9 @@ def run_progressive(config: RecipeConfig, scale: str, device: torch.device, out:
     return metadata
 
 
-def run_consistency(config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path) -> dict:
-    from course_lib.diffusion.consistency import consistency_sample
-
+def run_consistency(
+    config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path, command: str = ""
+) -> dict:
     started = time.perf_counter()
     seed_everything(config.seed)
     bundle = load_pretrained_diffusion(teacher_path, device)
@@ -267,9 +271,9 @@ def run_consistency(config: RecipeConfig, scale: str, device: torch.device, out:
         bundle.model, bundle.schedule, bundle.prediction_type, config.consistency_points, config.target_decay
     )
     _, history = train(student, loss, data, config, device)
-    target = loss.target.eval()  # θ⁻, the EMA target network: what the paper samples from
+    target = loss.target.eval()  # θ⁻, the EMA target network: an average of the trained weights, steadier than the last
     extra = {"teacher": teacher_path.name, "sigma_data": target.sigma_data}
-    metadata = metadata_for("consistency", config, scale, started, history, extra)
+    metadata = metadata_for("consistency", config, scale, started, history, extra, command)
     metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
                     prediction_type=bundle.prediction_type)  # fmt: skip
     for steps in (1, 2):
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
+    command = "python -m course_lib.diffusion.train_spectrogram_ddpm " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
     scale = get_scale(args.scale)
     config = recipe(
         args.stage,
@@ -327,11 +334,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.stage != "teacher" and args.teacher is None:
         parser.error(f"--stage {args.stage} needs --teacher PATH (the teacher's .safetensors file)")
     if args.stage == "teacher":
-        metadata = run_teacher(config, scale, device, args.out)
+        metadata = run_teacher(config, scale, device, args.out, command)
     elif args.stage == "progressive":
-        metadata = run_progressive(config, scale, device, args.out, args.teacher)
+        metadata = run_progressive(config, scale, device, args.out, args.teacher, command)
     else:
-        metadata = run_consistency(config, scale, device, args.out, args.teacher)
+        metadata = run_consistency(config, scale, device, args.out, args.teacher, command)
     size = args.out.stat().st_size / 1e6
     quality = {k: round(v, 1) for k, v in metadata.items() if k.startswith("fmd")}
     print(
