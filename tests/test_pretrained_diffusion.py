@@ -22,8 +22,9 @@ from course_lib.diffusion import (
     load_tiny_distilled,
 )
 from course_lib.diffusion.pretrained import TINY_CONSISTENCY, TINY_DDPM, TINY_DISTILLED, read_metadata
-from course_lib.diffusion.train_spectrogram_ddpm import EMALoss, main, recipe
+from course_lib.diffusion.train_spectrogram_ddpm import main, recipe
 from course_lib.errors import CheckpointError, ConfigError
+from course_lib.train import EMALoss
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import namedtuple
 
 import pytest
@@ -206,3 +207,21 @@ def test_cuda_amp_trains_and_resumes(tmp_path):
     resumed = trainer(100)
     history = resumed.fit(loader, resume=True)
     assert resumed.step == 100 and history[-1]["loss"] < 0.1 * history[0]["loss"]
+
+
+def test_warmup_cosine_schedule_matches_its_formula():
+    from course_lib.train import warmup_cosine_schedule
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=2.0)
+    scheduler = warmup_cosine_schedule(optimizer, steps=12, warmup_steps=4, final_fraction=0.1)
+    rates = []
+    for _ in range(14):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # warm-up: (s + 1) / 4 of the peak; then 0.1 + 0.9 * (1 + cos(pi p)) / 2 with p = (s - 4) / 8, held at 0.1
+    expected = [2.0 * (s + 1) / 4 for s in range(4)]
+    expected += [2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - 4) / 8)))) for s in range(4, 14)]
+    assert rates == pytest.approx(expected, rel=1e-12)
+    assert rates[4] == pytest.approx(2.0) and rates[-1] == pytest.approx(0.2)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import math
 import platform
 import shlex
 import sys
@@ -70,7 +69,7 @@ from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
 from course_lib.errors import ConfigError
-from course_lib.train import TrainConfig, Trainer, save_weights
+from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 
 STAGES = ("teacher", "progressive", "consistency")
 
@@ -117,48 +116,6 @@ def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig
     return RecipeConfig(**{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
 
 
-class EMALoss:
-    """Wrap a ``loss_fn`` so that every call first moves an EMA copy of the model towards its weights.
-
-    The Trainer calls ``loss_fn`` once per step, before the optimizer step, so the copy sees the
-    weights after every previous step: ``ema ← d · ema + (1 - d) · θ`` with ``d = min(decay, (1 + n) / (10 + n))``
-    (a warm-up, so the average is not dominated by the random initial weights).
-    """
-
-    def __init__(self, loss_fn: Any, decay: float) -> None:
-        self.loss_fn, self.decay, self.updates = loss_fn, decay, 0
-        self.ema: nn.Module | None = None
-
-    def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        self.update(model)
-        return self.loss_fn(model, batch)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> nn.Module:
-        if self.ema is None:
-            self.ema = copy.deepcopy(model).requires_grad_(False).eval()
-            return self.ema
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for averaged, current in zip(self.ema.parameters(), model.parameters(), strict=True):
-            averaged.lerp_(current, 1 - decay)
-        for averaged, current in zip(self.ema.buffers(), model.buffers(), strict=True):
-            averaged.copy_(current)
-        return self.ema
-
-
-def warmup_cosine(optimizer: torch.optim.Optimizer, config: RecipeConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_steps``, then a cosine decay to ``final_lr_fraction`` of the peak."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-        return config.final_lr_fraction + (1 - config.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train(
     model: nn.Module, loss_fn: Any, data: MelPatches, config: RecipeConfig, device: torch.device
 ) -> tuple[nn.Module, list]:
@@ -171,7 +128,7 @@ def train(
         wrapped,
         TrainConfig(steps=config.steps, lr=config.lr, log_every=25, seed=config.seed, weight_decay=0.0),
         optimizer=optimizer,
-        scheduler=warmup_cosine(optimizer, config),
+        scheduler=warmup_cosine_schedule(optimizer, config.steps, config.warmup_steps, config.final_lr_fraction),
         device=device,
     )
     history = trainer.fit(lambda step: data.random_batch(config.batch_size, generator))

@@ -136,7 +136,7 @@ def log_mel_distance_db(reference: Tensor, estimate: Tensor, config: MelConfig |
 class Recipe:
     """Everything that defines a shipped checkpoint: model config, data and training length.
 
-    Training uses AdamW at ``lr`` with a 5% linear warm-up and a cosine decay to zero (``cosine_schedule``).
+    Training uses AdamW at ``lr`` with a 5% linear warm-up and a cosine decay to zero (``course_lib.train.warmup_cosine_schedule``).
     """
 
     model: str  # "vqvae" or "hierarchical"
@@ -173,20 +173,6 @@ def recipe(model: str, scale: str | None = None) -> Recipe:
     raise ConfigError(f"Unknown model {model!r}: use 'vqvae' or 'hierarchical'.")
 
 
-def cosine_schedule(
-    optimizer: torch.optim.Optimizer, steps: int, warmup_steps: int = 0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then a cosine decay of the learning rate to zero at ``steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def evaluate(model: VQVAE | HierarchicalVQVAE, audio: Tensor) -> dict[str, list[float]]:
     """Held-out reconstruction figures per level (one level for a plain VQ-VAE), bottom first."""
     levels = model.levels if isinstance(model, HierarchicalVQVAE) else [model]
@@ -205,7 +191,12 @@ def evaluate(model: VQVAE | HierarchicalVQVAE, audio: Tensor) -> dict[str, list[
 
 def train(model_name: str, scale: str | None, out: Path | None, steps: int | None = None) -> dict:
     """Train one recipe from its seed, save its weights to ``out`` and return the figures it reached."""
-    from course_lib.train import TrainConfig, Trainer, save_weights  # the trainer imports tqdm; keep it local
+    from course_lib.train import (  # imports tqdm: keep it local
+        TrainConfig,
+        Trainer,
+        save_weights,
+        warmup_cosine_schedule,
+    )
 
     plan = recipe(model_name, scale)
     steps = steps or plan.steps
@@ -215,7 +206,7 @@ def train(model_name: str, scale: str | None, out: Path | None, steps: int | Non
     batches = random_crops(synth_music_clips(plan.n_clips), plan.batch_size, plan.crop, plan.seed)
     config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
-    scheduler = cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
+    scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
     started = time.perf_counter()
     history = Trainer(model, loss_fn, config, optimizer=optimizer, scheduler=scheduler).fit(batches)
     seconds = time.perf_counter() - started

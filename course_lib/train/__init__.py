@@ -5,9 +5,11 @@ Notebooks: every notebook that trains a model.
 
 from course_lib.train.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.train.loop import TrainConfig, Trainer, TrainHistory
+from course_lib.train.schedules import EMALoss, warmup_cosine_schedule
 from course_lib.train.weights import load_weights, save_weights
 
 __all__ = [
+    "EMALoss",
     "TrainConfig",
     "TrainHistory",
     "Trainer",
@@ -15,4 +17,5 @@ __all__ = [
     "load_weights",
     "save_checkpoint",
     "save_weights",
+    "warmup_cosine_schedule",
 ]
