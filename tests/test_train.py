@@ -225,3 +225,35 @@ def test_warmup_cosine_schedule_matches_its_formula():
     expected += [2.0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - 4) / 8)))) for s in range(4, 14)]
     assert rates == pytest.approx(expected, rel=1e-12)
     assert rates[4] == pytest.approx(2.0) and rates[-1] == pytest.approx(0.2)
+
+
+def _train_linear(compile_option, steps: int = 5) -> torch.nn.Module:
+    seed_everything(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x, y = make_dataset().tensors
+
+    def batch_at(step: int):
+        return x[step * 8 : step * 8 + 8], y[step * 8 : step * 8 + 8]
+
+    config = TrainConfig(steps=steps, log_every=5, progress=False, compile=compile_option)
+    Trainer(model, mse, config, device="cpu").fit(batch_at)
+    return model
+
+
+def test_compiled_training_matches_eager_training():
+    # dynamo traces the model for real; the "eager" backend runs the captured graph without code generation.
+    eager, compiled = _train_linear(False), _train_linear("eager")
+    for a, b in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_failed_compilation_falls_back_to_eager_mode(monkeypatch, capsys):
+    class Uncompilable(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda model, backend: Uncompilable())
+    fallen_back = _train_linear(True)
+    assert "torch.compile failed (RuntimeError: InductorError" in capsys.readouterr().out
+    for a, b in zip(_train_linear(False).parameters(), fallen_back.parameters(), strict=True):
+        assert torch.equal(a, b)

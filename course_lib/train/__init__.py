@@ -4,6 +4,7 @@ Notebooks: every notebook that trains a model.
 """
 
 from course_lib.train.checkpoint import load_checkpoint, save_checkpoint
+from course_lib.train.distributed import distributed_loader, init_distributed
 from course_lib.train.loop import TrainConfig, Trainer, TrainHistory
 from course_lib.train.schedules import EMALoss, warmup_cosine_schedule
 from course_lib.train.weights import load_weights, save_weights
@@ -13,6 +14,8 @@ __all__ = [
     "TrainConfig",
     "TrainHistory",
     "Trainer",
+    "distributed_loader",
+    "init_distributed",
     "load_checkpoint",
     "load_weights",
     "save_checkpoint",

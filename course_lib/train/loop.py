@@ -15,6 +15,11 @@ gradient norm, take an optimizer step and a scheduler step. Around that sit the 
   trainer writes model, optimizer, scheduler, step, history, RNG states and the position in the data
   (:mod:`course_lib.train.checkpoint`). ``fit(data, resume=True)`` continues from there and ends with
   the same weights, bit for bit on one machine, as a run that was never interrupted.
+- **Several GPUs.** Under ``torchrun`` the model is wrapped in DistributedDataParallel and each process
+  trains on its slice of every batch (:mod:`course_lib.train.distributed`); nothing else changes.
+- **torch.compile** (``TrainConfig.compile``): the forward and backward passes are compiled into fused
+  kernels on the first step; if compilation fails (no compiler, an unsupported operation) the loop
+  says so and goes on in eager mode.
 
 Notebooks: every notebook that trains a model, from the VQ-VAE to latent diffusion.
 """
@@ -34,6 +39,13 @@ from tqdm.auto import tqdm
 from course_lib.config import ScaledConfig, get_device, seed_everything
 from course_lib.errors import ConfigError
 from course_lib.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from course_lib.train.distributed import (
+    average_over_processes,
+    current_context,
+    shard_batch,
+    uses_distributed_sampler,
+    wrap_model,
+)
 
 
 @dataclasses.dataclass
@@ -41,7 +53,9 @@ class TrainConfig(ScaledConfig):
     """How long and how to train. Defaults are the ``tiny`` preset; ``TrainConfig.full()`` trains longer.
 
     ``grad_clip=None`` turns clipping off; ``checkpoint_path=None`` writes no checkpoints; ``seed=None``
-    leaves the random generators as they are when training starts from step 0.
+    leaves the random generators as they are when training starts from step 0. ``compile=True``
+    runs the model through ``torch.compile`` (a backend name such as ``"inductor"`` or ``"eager"``
+    picks the backend), falling back to eager mode if compilation fails.
     """
 
     steps: int = 500
@@ -54,6 +68,7 @@ class TrainConfig(ScaledConfig):
     amp: bool = True
     progress: bool = True
     seed: int | None = 0
+    compile: bool | str = False
     full_overrides: ClassVar[dict] = {"steps": 20_000, "log_every": 50, "checkpoint_every": 1_000}
 
     def __post_init__(self) -> None:
@@ -81,9 +96,13 @@ class TrainHistory(list):
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move the tensors in ``batch`` (nested in dicts, lists, tuples, dataclasses) to ``device``."""
+    """Move the tensors in ``batch`` (nested in dicts, lists, tuples, dataclasses) to ``device``.
+
+    Copies from pinned memory (``DataLoader(pin_memory=True)``) to a GPU are asynchronous, so the next
+    batch travels while the GPU still works on the last one.
+    """
     if isinstance(batch, torch.Tensor):
-        return batch.to(device)
+        return batch.to(device, non_blocking=batch.is_pinned())
     if isinstance(batch, Mapping):
         return {key: move_to_device(value, device) for key, value in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
@@ -150,6 +169,8 @@ class Trainer:
         self.config = config or TrainConfig()
         self.device = get_device(device)
         self.model = model.to(self.device)
+        self.context = current_context()
+        self._forward_model = self._wrap(compiled=bool(self.config.compile))  # what loss_fn is given
         self.loss_fn = loss_fn
         self.optimizer = optimizer or torch.optim.AdamW(
             self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
@@ -189,9 +210,14 @@ class Trainer:
             seed_everything(self.config.seed)
         batches = self._batches(data)
         self.model.train()
-        with tqdm(total=last, initial=self.step, disable=not self.config.progress, desc="training", unit="step") as bar:
+        shard = self.context.enabled and not uses_distributed_sampler(data)
+        show = self.config.progress and self.context.is_main
+        with tqdm(total=last, initial=self.step, disable=not show, desc="training", unit="step") as bar:
             while self.step < last:
-                terms = self._train_step(move_to_device(next(batches), self.device))
+                batch = next(batches)
+                terms = self._train_step(
+                    move_to_device(shard_batch(batch, self.context) if shard else batch, self.device)
+                )
                 self.step += 1
                 for name, value in terms.items():
                     value = value.detach().float()
@@ -206,11 +232,32 @@ class Trainer:
                 bar.update(1)
         return self.history
 
-    def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+    def _wrap(self, compiled: bool) -> torch.nn.Module:
+        """The model as the loss function sees it: in DDP under torchrun, compiled if asked."""
+        model = wrap_model(self.model, self.context)
+        if not compiled:
+            return model
+        backend = self.config.compile if isinstance(self.config.compile, str) else "inductor"
+        return torch.compile(model, backend=backend)
+
+    def _forward_backward(self, batch: Any) -> dict[str, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            terms = _loss_terms(self.loss_fn(self.model, batch), self.device)
+            terms = _loss_terms(self.loss_fn(self._forward_model, batch), self.device)
         self.scaler.scale(terms["loss"]).backward()  # scale() is a no-op unless float16 AMP is on
+        return terms
+
+    def _train_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        try:
+            terms = self._forward_backward(batch)
+        except Exception as error:  # torch.compile compiles in the first step: fall back to eager mode once
+            if not self.config.compile:
+                raise
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            print(f"torch.compile failed ({type(error).__name__}: {first_line}); training in eager mode.")
+            self.config = dataclasses.replace(self.config, compile=False)
+            self._forward_model = self._wrap(compiled=False)
+            terms = self._forward_backward(batch)
         if self.config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -223,7 +270,8 @@ class Trainer:
     def _log(self) -> dict[str, float | int]:
         """Average the window's sums and read them back: the only host-device sync of the loop."""
         names = list(self._window)
-        means = (torch.stack([self._window[name] for name in names]) / self._window_steps).tolist()
+        means = torch.stack([self._window[name] for name in names]) / self._window_steps
+        means = average_over_processes(means, self.context).tolist()  # the same entry on every process
         entry = {
             "step": self.step,
             **dict(zip(names, means, strict=True)),
@@ -247,6 +295,8 @@ class Trainer:
         while True:
             if iterator is None:
                 self._position.update(epoch_start_rng=rng_state(self._generators), batch=0)
+                if uses_distributed_sampler(data):
+                    data.sampler.set_epoch(self._position["epoch"])  # a new shuffle, the same on every process
                 iterator = iter(data)
             try:
                 batch = next(iterator)
@@ -268,6 +318,8 @@ class Trainer:
         """
         now = rng_state(self._generators)
         set_rng_state(self._position["epoch_start_rng"], self._generators)
+        if uses_distributed_sampler(data):
+            data.sampler.set_epoch(self._position["epoch"])
         iterator = iter(data)
         skipped = sum(1 for _ in itertools.islice(iterator, self._position["batch"]))
         if skipped < self._position["batch"]:
@@ -279,10 +331,15 @@ class Trainer:
         return iterator
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write a checkpoint of the whole run to ``path`` (default ``config.checkpoint_path``)."""
+        """Write a checkpoint of the whole run to ``path`` (default ``config.checkpoint_path``).
+
+        Under torchrun only rank 0 writes (every process holds the same weights).
+        """
         path = path or self.config.checkpoint_path
         if path is None:
             raise ConfigError("No checkpoint path: pass one, or set TrainConfig(checkpoint_path=...).")
+        if not self.context.is_main:
+            return Path(path)
         extra = {
             "scaler": self.scaler.state_dict(),
             "window": dict(self._window),

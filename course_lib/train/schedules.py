@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from course_lib.train.distributed import unwrap_model
+
 
 def warmup_cosine_schedule(
     optimizer: torch.optim.Optimizer, steps: int, warmup_steps: int = 0, final_fraction: float = 0.0
@@ -58,6 +60,7 @@ class EMALoss:
     @torch.no_grad()
     def update(self, model: nn.Module) -> nn.Module:
         """Move the average one step towards ``model`` (the first call copies it) and return the average."""
+        model = unwrap_model(model)  # average the plain module, not a DDP or compiled wrapper
         if self.ema is None:
             self.ema = copy.deepcopy(model).requires_grad_(False).eval()
             return self.ema
