@@ -2,8 +2,8 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py OUT_DIR
 
-writes ``OUT_DIR/{function,loader}.pt`` (rank 0: the weights after training on a batch function and on
-a DataLoader) and ``OUT_DIR/history.json`` (the logged losses).
+writes ``OUT_DIR/{function,loader,vq}.pt`` (rank 0: the weights after training on a batch function, on
+a DataLoader, and of a model with an EMA codebook) and ``OUT_DIR/history.json`` (the logged losses).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from course_lib.quantize import VectorQuantizer
 from course_lib.train import TrainConfig, Trainer
 from course_lib.train.distributed import current_context, distributed_loader, init_distributed
 
@@ -25,6 +26,23 @@ STEPS = 6
 def make_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+
+class TinyVQModel(torch.nn.Module):
+    """A 1x1-conv encoder, an EMA vector quantizer and a decoder: EMA statistics must cover the global batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder, self.decoder = torch.nn.Conv1d(4, 2, 1), torch.nn.Conv1d(2, 4, 1)
+        self.quantizer = VectorQuantizer(dim=2, codebook_size=8, use_ema=True, decay=0.5)
+        with torch.no_grad():
+            self.quantizer.codebook.normal_()
+            self.quantizer.embed_sum.copy_(self.quantizer.codebook)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.quantizer(self.encoder(x))  # (B, 2, T)
+        return torch.nn.functional.mse_loss(self.decoder(out.quantized), x) + out.loss
 
 
 def make_dataset(n: int = 64) -> TensorDataset:
@@ -45,9 +63,13 @@ def global_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x[rows], y[rows]
 
 
-def train(data) -> tuple[torch.nn.Module, list]:
+def global_vq_batch(step: int) -> torch.Tensor:
+    return torch.randn(GLOBAL_BATCH, 4, 16, generator=torch.Generator().manual_seed(step))  # (B, C, T)
+
+
+def train(data, model: torch.nn.Module | None = None, loss_fn=mse) -> tuple[torch.nn.Module, list]:
     config = TrainConfig(steps=STEPS, lr=0.05, log_every=2, progress=False, grad_clip=0.5)
-    trainer = Trainer(make_model(), mse, config, device="cpu")
+    trainer = Trainer(model or make_model(), loss_fn, config, device="cpu")
     history = trainer.fit(data)
     return trainer.model, history
 
@@ -58,10 +80,12 @@ def main(out_dir: Path) -> None:
     by_function, history = train(global_batch)
     loader = distributed_loader(make_dataset(), batch_size=GLOBAL_BATCH // context.world_size, seed=3)
     by_loader, _ = train(loader)
+    vq_model, _ = train(global_vq_batch, TinyVQModel(), lambda model, x: model(x))
     if current_context().is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(by_function.state_dict(), out_dir / "function.pt")
         torch.save(by_loader.state_dict(), out_dir / "loader.pt")
+        torch.save(vq_model.state_dict(), out_dir / "vq.pt")
         (out_dir / "history.json").write_text(json.dumps(list(history)))
 
 

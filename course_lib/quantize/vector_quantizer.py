@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -175,10 +176,18 @@ class VectorQuantizer(nn.Module):
         return F.embedding(indices, self.codes()).movedim(-1, 1)  # (B, D, ...)
 
     def _ema_update(self, flat: Tensor, indices: Tensor, counts: Tensor) -> None:
-        """Eq. 6-8 of the paper's appendix A.1, with Laplace smoothing of N_k (as Sonnet's VQ-VAE)."""
+        """Eq. 6-8 of the paper's appendix A.1, with Laplace smoothing of N_k (as Sonnet's VQ-VAE).
+
+        Under data-parallel training (torchrun) the counts and sums are added up over all processes
+        first, so every copy of the codebook moves by the statistics of the whole global batch.
+        """
         gamma, k = self.decay, self.codebook_size
-        self.cluster_size.mul_(gamma).add_(counts.to(flat.dtype), alpha=1 - gamma)  # N_k = γ N_k + (1-γ) n_k
+        counts = counts.to(flat.dtype)  # (K,) n_k
         assigned_sum = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)  # (K, D) Σ_{j→k} z_e_j
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
+            dist.all_reduce(assigned_sum)
+        self.cluster_size.mul_(gamma).add_(counts, alpha=1 - gamma)  # N_k = γ N_k + (1-γ) n_k
         self.embed_sum.mul_(gamma).add_(assigned_sum, alpha=1 - gamma)  # m_k = γ m_k + (1-γ) Σ z_e
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + k * self.eps) * total  # (K,) never 0

@@ -27,7 +27,7 @@ What the Trainer does when a process group is running (see :class:`course_lib.tr
   ``DistributedSampler``); with a ``DistributedSampler`` each process already reads its own part, and
   the sampler's epoch is set at every epoch so the shuffle changes;
 - averages the logged losses over processes, writes checkpoints from rank 0 only, and shows one
-  progress bar.
+  progress bar; :func:`course_lib.train.save_weights` also writes from rank 0 only.
 
 Notebooks: none (a notebook runs in one process); README.md, "Training on several GPUs".
 """

@@ -41,7 +41,7 @@ from course_lib.errors import ConfigError
 from course_lib.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from course_lib.train.distributed import (
     average_over_processes,
-    current_context,
+    init_distributed,
     shard_batch,
     uses_distributed_sampler,
     wrap_model,
@@ -167,9 +167,9 @@ class Trainer:
         device: str | torch.device | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        self.context = init_distributed()  # joins torchrun's process group; a no-op in a plain run
         self.device = get_device(device)
         self.model = model.to(self.device)
-        self.context = current_context()
         self._forward_model = self._wrap(compiled=bool(self.config.compile))  # what loss_fn is given
         self.loss_fn = loss_fn
         self.optimizer = optimizer or torch.optim.AdamW(

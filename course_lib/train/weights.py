@@ -21,6 +21,7 @@ from safetensors import safe_open
 
 from course_lib.errors import CheckpointError
 from course_lib.train.checkpoint import atomic_write, check_identity, model_identity
+from course_lib.train.distributed import current_context
 
 FORMAT = "course_lib.weights/1"
 WEIGHTS_FIX = "use the weights made for this model (strict=False ignores class, config and missing tensors, not shapes)"
@@ -34,8 +35,10 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, A
             sample rate, ...); :func:`load_weights` gives them back.
 
     Returns:
-        The path written.
+        The path written. Under torchrun only rank 0 writes (every process holds the same weights).
     """
+    if not current_context().is_main:
+        return Path(path)
     identity = model_identity(model)
     header = {
         "format": FORMAT,
