@@ -1,0 +1,1 @@
+"""Audio language models: a transformer over codec tokens, token layouts, AudioLM's hierarchy, MusicLM's conditioning."""
