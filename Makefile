@@ -22,7 +22,7 @@ help:
 	@echo "make test       install, then lint + unit tests + nbval on every notebook"
 	@echo "make lab        JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute every notebook and save its outputs in place"
-	@echo "make bench      run the benchmarks (ratios against the reference implementations)"
+	@echo "make bench      run the benchmarks: a table of ratios against the references, benchmarks/results.json"
 	@echo "make gpu-check  on a CUDA machine: the tests marked cuda, then the benchmarks"
 	@echo "make doctor     check the installation"
 
@@ -55,7 +55,8 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/
 
 bench: $(STAMP)
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) benchmarks/suite.py
 
 gpu-check: $(STAMP)
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu-check needs a CUDA GPU: torch sees none')"

@@ -108,6 +108,42 @@ def _measure(n: int, seed: int) -> dict[str, float]:
     return result
 
 
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's rows: DDIM-50's speed-up and quality against DDPM-1000, the students' quality against DDIM-50."""
+    r = measure_diffusion_quality(4 if quick else 16)
+    anchors = f"n={r['n']}; FMD real {r['real_fmd']:.0f}, noise {r['noise_fmd']:.0f}"
+    return [
+        {
+            "benchmark": "DDIM-50 vs DDPM-1000 wall time (shipped tiny DDPM)",
+            "ratio": r["speedup_ddim50"],
+            "goal": "≥ 15×",
+            "met": r["speedup_ddim50"] >= 15,
+            "detail": f"{r['ddim50_s']:.2f} s vs {r['ddpm1000_s']:.2f} s per sample",
+        },
+        {
+            "benchmark": "FMD of DDIM-50 / FMD of DDPM-1000 (lower is better)",
+            "ratio": r["fmd_ratio_ddim50"],
+            "goal": "≤ 1.15×",
+            "met": r["fmd_ratio_ddim50"] <= 1.15,
+            "detail": f"{r['ddim50_fmd']:.0f} vs {r['ddpm1000_fmd']:.0f} ({anchors})",
+        },
+        {
+            "benchmark": "FMD of the 4-step distilled student / DDIM-50",
+            "ratio": r["fmd_ratio_distilled4"],
+            "goal": None,
+            "met": None,
+            "detail": f"{r['distilled4_fmd']:.0f} vs {r['ddim50_fmd']:.0f} ({anchors})",
+        },
+        {
+            "benchmark": "FMD of 1-step consistency sampling / DDIM-50",
+            "ratio": r["fmd_ratio_consistency1"],
+            "goal": None,
+            "met": None,
+            "detail": f"{r['consistency1_fmd']:.0f} vs {r['ddim50_fmd']:.0f} ({anchors})",
+        },
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 patches per sampler instead of 16")

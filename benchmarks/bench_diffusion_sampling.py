@@ -89,6 +89,22 @@ def _measure(size: dict[str, int], batch: int, repeats: int, seed: int) -> dict[
     }
 
 
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's row: DDPM (all T steps) / DDIM wall time; expected close to the ratio of steps."""
+    r = measure_sampling(quick)
+    steps_ratio = r["ddpm_steps"] / r["ddim_steps"]
+    return [
+        {
+            "benchmark": f"DDIM-{r['ddim_steps']} vs DDPM-{r['ddpm_steps']} sampling time (untrained tiny UNet)",
+            "ratio": r["speedup"],
+            "goal": f"≥ {0.8 * steps_ratio:.0f}× (80% of the {steps_ratio:.0f}× fewer steps)",
+            "met": r["speedup"] >= 0.8 * steps_ratio,
+            "detail": f"{r['size']}×{r['size']} patch, {r['threads']} thread(s): {r['ddim_s']:.2f} s vs "
+            f"{r['ddpm_s']:.2f} s per sample",
+        }
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 32×32 patch and a 100-step schedule, a few seconds")

@@ -89,6 +89,22 @@ def measure_kmeans(quick: bool = False, repeats: int = 2, threads: int | None = 
     }
 
 
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's row (``benchmarks/suite.py``): how many times faster than scikit-learn, goal 1.3×."""
+    r = measure_kmeans(quick)
+    return [
+        {
+            "benchmark": "k-means vs scikit-learn (same init, Lloyd)",
+            "ratio": r["speedup"],
+            "goal": "≥ 1.3×",
+            "met": r["speedup"] >= 1.3,
+            "detail": f"N={r['n_points']:,} D={r['dim']} K={r['n_clusters']:,}, {r['iterations']} iterations, "
+            f"{r['threads']} thread(s): {r['course_lib_s']:.2f} s vs {r['sklearn_s']:.2f} s "
+            f"(CPU time {r['cpu_speedup']:.2f}×), inertia within {100 * r['inertia_rel_diff']:.3f}%",
+        }
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")

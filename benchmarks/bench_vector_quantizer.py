@@ -104,6 +104,21 @@ def measure_vector_quantizer(
     }
 
 
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's row (``benchmarks/suite.py``): one training step against vector-quantize-pytorch, goal 3×."""
+    r = measure_vector_quantizer(quick)
+    return [
+        {
+            "benchmark": "VectorQuantizer vs vector-quantize-pytorch (EMA training step)",
+            "ratio": r["speedup"],
+            "goal": "≥ 3×",
+            "met": r["speedup"] >= 3,
+            "detail": f"{r['batch']}×{r['length']}×{r['dim']}, K={r['codebook_size']:,}, {r['device']}, "
+            f"{r['threads']} thread(s): {1000 * r['course_lib_s']:.1f} ms vs {1000 * r['peer_s']:.1f} ms",
+        }
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
