@@ -1,0 +1,13 @@
+"""Interactive widgets for JupyterLab, each with a static fallback (see ``panel.py``).
+
+- ``kmeans_playground``: codebook size → Voronoi cells and error (notebook 01).
+- ``diffusion_scrubber``: a time-step slider over a forward or reverse diffusion trajectory (notebook 07).
+
+Notebooks: 01, 04, 07, 09.
+"""
+
+from course_lib.widgets.diffusion_scrubber import diffusion_scrubber
+from course_lib.widgets.kmeans_playground import kmeans_playground
+from course_lib.widgets.panel import Panel
+
+__all__ = ["Panel", "diffusion_scrubber", "kmeans_playground"]

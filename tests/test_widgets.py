@@ -1,0 +1,46 @@
+"""Tests of the course widgets without a front end: controls redraw, the static fallback shows the state."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from course_lib.audio import MelConfig, log_mel_spectrogram
+from course_lib.data import SynthMusic
+from course_lib.errors import ConfigError
+from course_lib.widgets import diffusion_scrubber, kmeans_playground
+
+
+def test_kmeans_playground_redraws_and_its_error_falls_with_the_codebook_size():
+    panel = kmeans_playground(sizes=(2, 8, 32), start=2)
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # the live widget for JupyterLab
+    assert bundle["text/html"].count("data:image/jpeg;base64,") == 1  # the static picture for everything else
+    errors, images = [], []
+    for k in (2, 8, 32):
+        panel.controls[0].value = k
+        assert f"K = {k} codes → {k.bit_length() - 1} bits" in panel.readout.value
+        errors.append(float(re.search(r"dimension ([\d.]+)", panel.readout.value).group(1)))
+        images.append(panel.image.value)
+    assert errors[0] > errors[1] > errors[2] and len(set(images)) == 3
+
+
+def test_diffusion_scrubber_shows_and_plays_each_step():
+    config = MelConfig()
+    clip = SynthMusic(n_clips=1, seconds=0.5).batch(1).audio  # (1, T)
+    clean = log_mel_spectrogram(clip, config)[0]  # (M, N)
+    noisy = torch.stack([clean + s * torch.randn_like(clean) for s in (3.0, 1.0, 0.0)])  # (3, M, N)
+    panel = diffusion_scrubber(noisy, [1000, 500, 0], config, audio_iterations=2)
+    assert "step 2 of 2, diffusion time t = 0" in panel.readout.value
+    first_image = panel.image.value
+    panel.controls[0].value = 0
+    assert "t = 1000" in panel.readout.value and panel.image.value != first_image
+    assert panel.players.value.count("<audio") == 1 and "data:audio/flac;base64," in panel.players.value
+    assert "<audio" in panel.static_html()
+
+
+def test_diffusion_scrubber_names_a_shape_mistake():
+    with pytest.raises(ConfigError, match=r"squeeze the channel"):
+        diffusion_scrubber(torch.zeros(3, 1, 64, 20), [2, 1, 0])
