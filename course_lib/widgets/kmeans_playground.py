@@ -46,7 +46,7 @@ def kmeans_playground(
     def draw():
         k = slider.value
         codebook = fitted.setdefault(k, KMeans(n_clusters=k, seed=seed).fit(points))
-        cells = codebook.encode(grid).reshape(grid_x.shape).numpy()  # (200, 200) nearest code of each point of the plane
+        cells = codebook.encode(grid).reshape(grid_x.shape).numpy()  # (200, 200): nearest code of each point
         mse = codebook.inertia_ / points.numel()
         figure, ax = plt.subplots(figsize=(4.2, 3.6))
         ax.imshow(cells, origin="lower", cmap="tab20", alpha=0.35, interpolation="nearest", aspect="auto",
