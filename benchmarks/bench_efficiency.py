@@ -1,0 +1,140 @@
+"""How close the course's heavy cores come to the machine's limit: achieved FLOP/s against a large matmul.
+
+A large square matrix multiply is the fastest thing a CPU or GPU does (it is what the vendors' BLAS
+libraries are tuned for), so its FLOP/s is the practical ceiling. Each core's training step (forward and
+backward) is run on the same device, its matrix-multiply and convolution FLOPs counted with
+``torch.utils.flop_counter.FlopCounterMode`` (element-wise work is not counted: a step that spends its
+time there scores low, which is the point), and timed; the ratio achieved / ceiling says how much of the
+machine the step uses. Far below 1, the time goes elsewhere: small matrices, memory-bound element-wise
+operations, Python overhead per operation — ``benchmarks/README.md`` says where for each.
+
+    python benchmarks/bench_efficiency.py [--quick] [--device cuda]
+
+``measure_efficiency`` is the importable version; ``ratio_rows`` gives ``make bench`` its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from course_lib.config import get_device
+from course_lib.diffusion import DiffusionLoss, NoiseSchedule, UNet, UNetConfig
+from course_lib.quantize import VQVAE, VectorQuantizer, VQVAEConfig
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[], None], device: torch.device, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls, after one warm-up call."""
+    step()
+    best = float("inf")
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def counted_flops(step: Callable[[], None]) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def matmul_ceiling(device: torch.device, size: int, repeats: int) -> float:
+    """FLOP/s of a ``size × size`` float32 matrix multiply (2·size³ FLOPs)."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    return 2 * size**3 / timed(lambda: a @ b, device, repeats)
+
+
+def workloads(device: torch.device, quick: bool) -> dict[str, Callable[[], None]]:
+    """One training step (forward + backward) of each core, at the tiny preset's sizes."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(dim=64, codebook_size=1024, use_ema=True).to(device).train()
+    z = torch.randn(4 if quick else 16, 64, 2048 if not quick else 512, device=device, requires_grad=True)  # (B, D, T)
+
+    def vq_step() -> None:
+        out = vq(z)
+        (out.quantized.square().mean() + out.loss).backward()
+
+    vqvae = VQVAE(VQVAEConfig.tiny(strides=(4, 4))).to(device).train()
+    wav = torch.randn(8, 4096 if not quick else 1024, device=device)  # (B, T)
+
+    def vqvae_step() -> None:
+        vqvae(wav).loss.backward()
+
+    unet = UNet(UNetConfig.tiny()).to(device).train()
+    loss = DiffusionLoss(NoiseSchedule.linear().to(device))
+    patches = torch.randn(8 if not quick else 2, 1, 64, 64, device=device)  # (B, 1, M, N)
+
+    def unet_step() -> None:
+        loss(unet, patches)["loss"].backward()
+
+    return {
+        "VectorQuantizer (EMA), 1,024 codes": vq_step,
+        "VQ-VAE, hop 16": vqvae_step,
+        "UNet (tiny), 64×64 mel": unet_step,
+    }
+
+
+def measure_efficiency(quick: bool = False, device: str | None = None, threads: int | None = None) -> dict:
+    """The ceiling and, per core, GFLOP per step, seconds per step and the fraction of the ceiling."""
+    dev = get_device(device)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    repeats = 2 if quick else 5
+    try:
+        ceiling = matmul_ceiling(dev, 1024 if quick else 2048, repeats)
+        cores = {}
+        for name, step in workloads(dev, quick).items():
+            flops = counted_flops(step)
+            seconds = timed(step, dev, repeats)
+            cores[name] = {"gflop": flops / 1e9, "seconds": seconds, "fraction": flops / seconds / ceiling}
+    finally:
+        torch.set_num_threads(previous)
+    return {"device": str(dev), "threads": threads or previous, "matmul_gflops": ceiling / 1e9, "cores": cores}
+
+
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's rows: each core's achieved FLOP/s as a fraction of the large-matmul ceiling (no goal)."""
+    r = measure_efficiency(quick)
+    return [
+        {
+            "benchmark": f"{name}: achieved FLOP/s / large matmul ({r['device']})",
+            "ratio": core["fraction"],
+            "goal": None,
+            "met": None,
+            "detail": f"{core['gflop']:.2f} GFLOP in {1000 * core['seconds']:.0f} ms per step; matmul ceiling "
+            f"{r['matmul_gflops']:.0f} GFLOP/s, {r['threads']} thread(s)",
+        }
+        for name, core in r["cores"].items()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the course's choice)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's count)")
+    args = parser.parse_args()
+    r = measure_efficiency(args.quick, args.device, args.threads)
+    print(f"{r['device']}, {r['threads']} thread(s): large float32 matmul {r['matmul_gflops']:.0f} GFLOP/s")
+    for name, core in r["cores"].items():
+        print(
+            f"  {name:<38} {core['gflop']:7.2f} GFLOP/step {1000 * core['seconds']:8.1f} ms/step "
+            f"{core['gflop'] / core['seconds']:7.1f} GFLOP/s = {100 * core['fraction']:5.1f}% of the matmul"
+        )
+
+
+if __name__ == "__main__":
+    main()
