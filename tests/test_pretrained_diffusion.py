@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,7 +13,6 @@ from course_lib.diffusion import (
     SpectrogramScaling,
     consistency_sample,
     ddim_sample,
-    frechet_distance,
     frechet_mel_distance,
     held_out_patches,
     load_tiny_consistency,
@@ -54,15 +52,6 @@ def test_mel_patches_shapes_range_and_seeding():
     assert patches.fixed_batch(2).shape == (2, 1, 64, 64)
     with pytest.raises(ConfigError, match="frames"):
         MelPatches(1, seconds=0.5)
-
-
-def test_frechet_distance_of_gaussians_in_closed_form():
-    mean = np.zeros(3)
-    assert frechet_distance(mean, np.eye(3), mean, np.eye(3)) == pytest.approx(0.0, abs=1e-9)
-    # shifted means add ||m1 - m2||^2; for diagonal covariances the trace term is sum (sqrt(a) - sqrt(b))^2
-    a, b = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 4.0, 1.0])
-    expected = 3 * 2.0**2 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2
-    assert frechet_distance(mean, a, mean + 2.0, b) == pytest.approx(expected)
 
 
 def test_frechet_mel_distance_of_real_data_is_small_and_of_noise_large(reference):

@@ -6,6 +6,8 @@ two Gaussians (Dowson & Landau 1982)::
 
     FD = ‖μ_r - μ_g‖² + Tr(Σ_r + Σ_g - 2 (Σ_r Σ_g)^{1/2})
 
+(:func:`course_lib.metrics.frechet.frechet_distance`, the one implementation of the course).
+
 The course's generated objects are log-mel patches, so the embedding here is the simplest possible one:
 **each frame's 64 log-mel values** (natural log of the mel magnitude, in nats, the units of
 :func:`course_lib.audio.log_mel_spectrogram`). A frame of a patch is one 64-dimensional point; all the
@@ -30,6 +32,7 @@ import torch
 from torch import Tensor
 
 from course_lib.errors import ConfigError
+from course_lib.metrics.frechet import frechet_distance
 
 
 def frame_statistics(log_mel: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -45,25 +48,6 @@ def frame_statistics(log_mel: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=0), np.cov(values, rowvar=False)
 
 
-def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
-    """Fréchet distance between ``N(mean_a, cov_a)`` and ``N(mean_b, cov_b)``.
-
-    ``Tr((Σ_a Σ_b)^{1/2})`` is computed as the sum of the square roots of the eigenvalues of the
-    symmetric matrix ``Σ_a^{1/2} Σ_b Σ_a^{1/2}`` (same eigenvalues as ``Σ_a Σ_b``), which stays real and
-    stable for the rank-deficient covariances of small sets.
-    """
-    root_a = _sqrt_psd(cov_a)  # (M, M)
-    middle = root_a @ cov_b @ root_a  # (M, M)
-    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)  # (M,)
-    trace_sqrt = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
-    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
-
-
 def frechet_mel_distance(generated_log_mel: Tensor, reference_log_mel: Tensor) -> float:
     """FMD between two sets of log-mel spectrograms ``(..., M, frames)`` in nats (see the module docstring)."""
     return frechet_distance(*frame_statistics(generated_log_mel), *frame_statistics(reference_log_mel))
-
-
-def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    eigenvalues, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(eigenvalues, 0, None))) @ vectors.T

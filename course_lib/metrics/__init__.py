@@ -9,3 +9,37 @@
 - ``control_adherence``: Music ControlNet's melody accuracy, dynamics correlation and beat F1
   (notebook 09).
 """
+
+from course_lib.metrics.attributes import (
+    ATTRIBUTE_CLASSES,
+    AttributeClassifier,
+    AttributeClassifierConfig,
+    caption_adherence,
+    inception_score,
+    load_attribute_classifier,
+    load_tiny_attribute_classifier,
+)
+from course_lib.metrics.frechet import (
+    FADInfinity,
+    fad_infinity,
+    frechet_audio_distance,
+    frechet_distance,
+    gaussian_statistics,
+    sqrt_psd,
+)
+
+__all__ = [
+    "ATTRIBUTE_CLASSES",
+    "AttributeClassifier",
+    "AttributeClassifierConfig",
+    "caption_adherence",
+    "inception_score",
+    "load_attribute_classifier",
+    "load_tiny_attribute_classifier",
+    "FADInfinity",
+    "fad_infinity",
+    "frechet_audio_distance",
+    "frechet_distance",
+    "gaussian_statistics",
+    "sqrt_psd",
+]

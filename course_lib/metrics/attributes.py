@@ -1,0 +1,282 @@
+"""A classifier of SynthMusic's attributes, and three measures built on it: FAD features, Inception Score, caption adherence.
+
+**The classifier.** A small VGG-style CNN over the log-mel spectrogram (Simonyan & Zisserman 2015;
+the shape of VGGish, Hershey et al. 2017): 3×3 convolutions with batch norm, each of stride 2 in
+place of VGG's max pooling (an all-convolutional net, Springenberg et al. 2015: three times faster
+on a CPU here), the remaining frequency bands folded into channels, a mean and max over time, one hidden layer (the
+**embedding**), and one linear head per attribute of :attr:`course_lib.data.Clip.labels`:
+instrument, tempo class, drums, dynamics, mode and key. It trains on
+:func:`course_lib.data.splits.training_clips` only and is tested on held-out combinations.
+
+**FAD embedding.** FAD needs an audio embedding that reflects what listeners care about; MusicLM uses
+VGGish, others PANN: both are the penultimate layer of a classifier of real audio. The course's
+counterpart is this classifier's embedding (:meth:`AttributeClassifier.embed`), trained on the
+attributes the captions talk about. It is a different network from the joint embedding that
+conditions the generators, so a generator is not judged by the features it was trained on.
+
+**Inception Score** (Salimans et al. 2016, "Improved Techniques for Training GANs", sec. 4):
+``IS = exp(E_x KL(p(y|x) ‖ p(y)))`` with ``p(y) = E_x p(y|x)``. It is high when each clip is
+classified confidently (low-entropy p(y|x)) *and* the clips cover the classes (high-entropy p(y));
+it ranges from 1 to the number of classes K. Here it is computed per attribute (MusicLM lists IS
+among its metrics as a measure of diversity).
+
+**Caption adherence**: does the audio have the attributes its caption asked for? The caption is read
+with :func:`course_lib.data.captions.caption_attributes`, the audio with the classifier, and the
+score is the classifier's accuracy on the requested attributes (a noisy judge: compare it with the
+classifier's accuracy on real held-out clips, the ceiling a perfect generator would reach).
+
+Notebooks: notebooks/06_text_to_music.ipynb, notebooks/08_latent_diffusion.ipynb.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from safetensors import safe_open
+from torch import Tensor, nn
+
+from course_lib.audio.io import check_audio
+from course_lib.audio.spectral import MelConfig, log_mel_spectrogram
+from course_lib.config import ScaledConfig, get_device
+from course_lib.data.captions import caption_attributes
+from course_lib.data.music_theory import MODES, NOTE_NAMES, TEMPO_CLASSES
+from course_lib.data.timbres import INSTRUMENTS
+from course_lib.errors import AudioInputError, CheckpointError, ConfigError
+from course_lib.train.weights import load_weights
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+TINY_ATTRIBUTE_CLASSIFIER = CHECKPOINT_DIR / "attribute_classifier_tiny.safetensors"
+LOG_MEL_MEAN, LOG_MEL_STD = -6.5, 3.5  # SynthMusic's log-mel statistics (nats)
+ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
+    "instrument": INSTRUMENTS,
+    "tempo_class": TEMPO_CLASSES,
+    "drums": ("without", "with"),
+    "dynamics": ("soft", "medium", "loud"),
+    "mode": MODES,
+    "key": NOTE_NAMES,
+}
+"""The classifier's heads: attribute → class names, in the label order of ``Clip.labels``."""
+
+
+@dataclasses.dataclass
+class AttributeClassifierConfig(ScaledConfig):
+    """Sizes of the CNN; defaults are the ``tiny`` preset. ``channels`` per block (each halves time and frequency)."""
+
+    sample_rate: int = 16_000
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 160
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embedding_dim: int = 128
+    dropout: float = 0.2
+    attributes: tuple[str, ...] = tuple(ATTRIBUTE_CLASSES)
+    full_overrides: ClassVar[dict] = {"channels": (32, 64, 128, 256), "embedding_dim": 256}
+
+    @property
+    def mel(self) -> MelConfig:
+        return MelConfig(self.sample_rate, self.n_fft, self.hop_length, self.n_mels)
+
+
+class AttributeClassifier(nn.Module):
+    """Log-mel CNN with one head per SynthMusic attribute (see the module docstring).
+
+    Example::
+
+        clf = load_tiny_attribute_classifier()
+        clf.predict(audio)        # {"instrument": (B,), "tempo_class": (B,), ...} label ints
+        clf.probabilities(audio)  # {"instrument": (B, 3), ...}
+        clf.embed(audio)          # (B, E): the FAD embedding
+    """
+
+    def __init__(self, config: AttributeClassifierConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or AttributeClassifierConfig()
+        unknown = [name for name in self.config.attributes if name not in ATTRIBUTE_CLASSES]
+        if unknown:
+            raise ConfigError(f"unknown attribute(s) {unknown}: choose from {', '.join(ATTRIBUTE_CLASSES)}.")
+        blocks: list[nn.Module] = []
+        previous = 1
+        for channels in self.config.channels:
+            blocks += [nn.Conv2d(previous, channels, 3, stride=2, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
+            previous = channels
+        self.features = nn.Sequential(*blocks)
+        bands = self.config.n_mels
+        for _ in self.config.channels:
+            bands = (bands - 1) // 2 + 1  # what a stride-2, padding-1, 3x3 convolution leaves
+        if bands < 1:
+            raise ConfigError(f"{len(self.config.channels)} pooling blocks leave no mel band of {self.config.n_mels}.")
+        self.embedding = nn.Sequential(
+            nn.Linear(2 * previous * bands, self.config.embedding_dim), nn.ReLU(), nn.Dropout(self.config.dropout)
+        )
+        self.heads = nn.ModuleDict(
+            {
+                name: nn.Linear(self.config.embedding_dim, len(ATTRIBUTE_CLASSES[name]))
+                for name in self.config.attributes
+            }
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def log_mel(self, audio: Tensor) -> Tensor:
+        """``(B, T)`` → ``(B, n_mels, frames)`` natural-log mel spectrogram (the classifier's input)."""
+        return log_mel_spectrogram(audio, self.config.mel)
+
+    def embed_log_mel(self, log_mel: Tensor) -> Tensor:
+        """The penultimate layer ``(B, E)`` from log-mel ``(B, M, F)`` (gradients flow; ReLU features)."""
+        x = ((log_mel - LOG_MEL_MEAN) / LOG_MEL_STD).unsqueeze(1)  # (B, 1, M, F)
+        x = self.features(x)  # (B, C, M', F')
+        x = x.flatten(1, 2)  # (B, C·M', F'): frequency bands become channels
+        pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)  # (B, 2·C·M')
+        return self.embedding[:2](pooled)  # (B, E), before dropout
+
+    def forward(self, log_mel: Tensor) -> dict[str, Tensor]:
+        """Logits per attribute, ``{name: (B, K)}``, from log-mel ``(B, M, F)``."""
+        hidden = self.embedding[2](self.embed_log_mel(log_mel))  # (B, E), dropout while training
+        return {name: head(hidden) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def embed(self, audio: Tensor, batch_size: int = 64) -> Tensor:
+        """The FAD embedding: ``(B, T)`` audio at 16 kHz → ``(B, E)`` penultimate-layer features (on the CPU)."""
+        return torch.cat([self.embed_log_mel(self.log_mel(chunk)).cpu() for chunk in self._chunks(audio, batch_size)])
+
+    @torch.no_grad()
+    def probabilities(self, audio: Tensor, batch_size: int = 64) -> dict[str, Tensor]:
+        """``p(y | x)`` per attribute: ``{name: (B, K)}`` softmax probabilities (on the CPU)."""
+        parts = [self(self.log_mel(chunk)) for chunk in self._chunks(audio, batch_size)]
+        return {name: torch.cat([p[name] for p in parts]).softmax(dim=-1).cpu() for name in self.heads}
+
+    def predict(self, audio: Tensor, batch_size: int = 64) -> dict[str, Tensor]:
+        """The most likely class per attribute: ``{name: (B,)}`` label ints, as in ``Clip.labels``."""
+        return {name: p.argmax(dim=-1) for name, p in self.probabilities(audio, batch_size).items()}
+
+    def accuracy(self, audio: Tensor, labels: dict[str, Tensor]) -> dict[str, float]:
+        """Accuracy per attribute on clips with known labels (``ClipBatch.labels``)."""
+        predicted = self.predict(audio)
+        return {name: (predicted[name] == labels[name].cpu()).float().mean().item() for name in predicted}
+
+    def _chunks(self, audio: Tensor, batch_size: int) -> list[Tensor]:
+        if self.training:
+            raise ConfigError("call classifier.eval() before measuring with it (batch norm must use its statistics).")
+        check_audio(audio)
+        if audio.dim() == 3 and audio.shape[1] == 1:
+            audio = audio[:, 0]  # (B, T)
+        if audio.dim() == 1:
+            audio = audio[None]  # (1, T)
+        if audio.dim() != 2 or audio.shape[-1] < self.config.n_fft:
+            raise AudioInputError(
+                f"the attribute classifier takes mono clips (B, T) of at least {self.config.n_fft} "
+                f"samples at {self.sample_rate} Hz, got shape {tuple(audio.shape)}."
+            )
+        return list(audio.to(self.device, torch.float32).split(batch_size))
+
+
+def inception_score(probabilities: Tensor | dict[str, Tensor], splits: int = 1) -> float | dict[str, float]:
+    """``exp(E_x KL(p(y|x) ‖ p(y)))`` of class probabilities ``(N, K)`` (or a dict of them: one score each).
+
+    Salimans et al. 2016 average the score over ``splits`` equal parts of the set (10 for 50,000
+    images); with a few hundred clips one split is the honest choice. Between 1 (every clip gets the
+    same distribution) and K (each clip certain, all classes equally often).
+    """
+    if isinstance(probabilities, dict):
+        return {name: inception_score(p, splits) for name, p in probabilities.items()}  # type: ignore[misc]
+    p = torch.as_tensor(probabilities, dtype=torch.float64)
+    if (
+        p.dim() != 2
+        or p.shape[0] < splits
+        or (p < 0).any()
+        or not torch.allclose(p.sum(1), torch.ones(1, dtype=p.dtype), atol=1e-4)
+    ):
+        raise ConfigError(
+            f"inception_score needs (N, K) probabilities (rows summing to 1, N ≥ splits = {splits}), "
+            f"got shape {tuple(p.shape)}: pass classifier.probabilities(audio)[name]."
+        )
+    scores = []
+    for part in p.chunk(splits):
+        marginal = part.mean(dim=0, keepdim=True)  # (1, K): p(y)
+        kl = (part * (part.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(dim=1)  # (n,)
+        scores.append(kl.mean().exp())
+    return torch.stack(scores).mean().item()
+
+
+def caption_adherence(
+    classifier: AttributeClassifier,
+    audio: Tensor,
+    captions: Sequence[str],
+    attributes: Sequence[str] = ("instrument", "tempo_class", "drums"),
+) -> dict[str, float]:
+    """How often the classifier hears in clip i what caption i asked for.
+
+    Args:
+        audio: ``(N, T)`` clips (generated from the captions), 16 kHz.
+        captions: the N captions, read with :func:`course_lib.data.captions.caption_attributes`.
+        attributes: which requested attributes to score (the issue's three by default; add
+            ``"dynamics"``, ``"mode"``, ``"key"`` for more).
+
+    Returns:
+        ``{attribute: accuracy}`` over the captions that ask for it; ``"mean"``: the accuracy over all
+        (clip, requested attribute) pairs; ``"all"``: the fraction of clips with every requested one right.
+    """
+    if isinstance(captions, str) or len(captions) != audio.shape[0]:
+        raise ConfigError(
+            f"caption_adherence needs one caption per clip (a list of {audio.shape[0]} strings), "
+            f"got {1 if isinstance(captions, str) else len(captions)}."
+        )
+    missing = [name for name in attributes if name not in classifier.heads]
+    if missing:
+        raise ConfigError(f"the classifier has no head for {missing}: choose from {', '.join(classifier.heads)}.")
+    predicted = classifier.predict(audio)
+    wanted = [caption_attributes(caption) for caption in captions]
+    result: dict[str, float] = {}
+    hits = torch.zeros(len(captions))
+    asked_count = torch.zeros(len(captions))
+    for name in attributes:
+        asked = torch.tensor([name in w for w in wanted])  # (N,)
+        if not asked.any():
+            continue
+        correct = (predicted[name] == torch.tensor([w.get(name, -1) for w in wanted])) & asked  # (N,)
+        result[name] = correct[asked].float().mean().item()
+        hits += correct.float()
+        asked_count += asked.float()
+    if asked_count.sum() == 0:
+        raise ConfigError(f"none of the captions names any of {list(attributes)}: nothing to score.")
+    result["mean"] = (hits.sum() / asked_count.sum()).item()
+    result["all"] = (hits == asked_count).float().mean().item()
+    return result
+
+
+def load_attribute_classifier(path: str | Path, device: str | torch.device | None = None) -> AttributeClassifier:
+    """Load weights written by :mod:`course_lib.metrics.train_attributes`, in eval mode, on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"No weights file at {path}: re-create it with `python -m course_lib.metrics.train_attributes --scale tiny "
+            f"--out {path}` (see README.md, 'Shipped checkpoints')."
+        )
+    with safe_open(path, framework="pt", device="cpu") as file:
+        header = file.metadata() or {}
+    if "config" not in header:
+        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
+    config = json.loads(header["config"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    model = AttributeClassifier(AttributeClassifierConfig(**config))
+    model.metadata = load_weights(path, model)  # the training figures stored with the weights
+    return model.to(get_device(device)).eval()
+
+
+def load_tiny_attribute_classifier(device: str | torch.device | None = None) -> AttributeClassifier:
+    """The shipped tiny attribute classifier (``course_lib/checkpoints/attribute_classifier_tiny.safetensors``), in eval mode.
+
+    Its ``.metadata`` holds its accuracy per attribute on held-out and validation clips.
+    """
+    return load_attribute_classifier(TINY_ATTRIBUTE_CLASSIFIER, device)

@@ -1,0 +1,101 @@
+"""Tests of the Fréchet distance, FAD as the lecture writes it, and FAD∞ (course_lib.metrics.frechet)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from course_lib.errors import ConfigError
+from course_lib.metrics import fad_infinity, frechet_audio_distance, frechet_distance, gaussian_statistics, sqrt_psd
+from course_lib.metrics.frechet import trace_sqrt_product
+
+
+def random_covariance(rng: np.random.Generator, dims: int, rank: int | None = None) -> np.ndarray:
+    factor = rng.normal(size=(dims, rank or dims))
+    return factor @ factor.T / (rank or dims)
+
+
+def test_frechet_distance_by_hand_for_diagonal_covariances():
+    mean = np.zeros(3)
+    assert frechet_distance(mean, np.eye(3), mean, np.eye(3)) == pytest.approx(0.0, abs=1e-9)
+    # ||m1 - m2||^2 = 3 * 2^2; for diagonal covariances the trace term is sum (sqrt(a) - sqrt(b))^2
+    a, b = np.diag([1.0, 4.0, 9.0]), np.diag([4.0, 4.0, 1.0])
+    expected = 3 * 2.0**2 + (1 - 2) ** 2 + (2 - 2) ** 2 + (3 - 1) ** 2
+    assert frechet_distance(mean, a, mean + 2.0, b) == pytest.approx(expected)
+
+
+def test_frechet_distance_by_hand_for_commuting_covariances():
+    # Σ_a = Q diag(a) Qᵀ and Σ_b = Q diag(b) Qᵀ share eigenvectors, so √(Σ_a Σ_b) = Q diag(√(ab)) Qᵀ
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+    a, b = rng.uniform(0.1, 3, 5), rng.uniform(0.1, 3, 5)
+    mean_a, mean_b = rng.normal(size=5), rng.normal(size=5)
+    expected = np.sum((mean_a - mean_b) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = frechet_distance(mean_a, q @ np.diag(a) @ q.T, mean_b, q @ np.diag(b) @ q.T)
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_trace_of_the_square_root_agrees_with_scipy_sqrtm():
+    rng = np.random.default_rng(2)
+    for dims, rank in ((6, None), (10, None), (8, 5)):  # full rank, and rank-deficient (fewer clips than dims)
+        a, b = random_covariance(rng, dims, rank), random_covariance(rng, dims)
+        reference = np.trace(scipy.linalg.sqrtm(a @ b)).real
+        assert trace_sqrt_product(a, b) == pytest.approx(reference, rel=1e-6)
+        assert trace_sqrt_product(b, a) == pytest.approx(reference, rel=1e-6)  # tr √(AB) = tr √(BA)
+    root = sqrt_psd(a)
+    np.testing.assert_allclose(root @ root, a, atol=1e-10)
+    np.testing.assert_allclose(root, root.T)
+
+
+def test_frechet_audio_distance_is_the_lecture_formula_on_embedding_statistics():
+    rng = np.random.default_rng(3)
+    background, evaluation = rng.normal(size=(300, 4)), rng.normal(1.0, 2.0, size=(200, 4))
+    mean_b, cov_b = background.mean(0), np.cov(background.T)
+    mean_e, cov_e = evaluation.mean(0), np.cov(evaluation.T)
+    expected = np.sum((mean_b - mean_e) ** 2) + np.trace(cov_b + cov_e - 2 * scipy.linalg.sqrtm(cov_b @ cov_e).real)
+    assert frechet_audio_distance(background, evaluation) == pytest.approx(expected, rel=1e-8)
+    assert frechet_audio_distance(torch.tensor(background), torch.tensor(evaluation)) == pytest.approx(expected)
+    assert frechet_audio_distance(background, evaluation) == pytest.approx(
+        frechet_audio_distance(evaluation, background)
+    )
+    mean, cov = gaussian_statistics(background)
+    assert mean.shape == (4,) and cov.shape == (4, 4)
+
+
+def test_frechet_audio_distance_rejects_bad_embeddings():
+    with pytest.raises(ConfigError, match="same model"):
+        frechet_audio_distance(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ConfigError, match=r"\(N, E\)"):
+        frechet_audio_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ConfigError, match="NaN"):
+        frechet_audio_distance(np.full((4, 2), np.nan), np.zeros((5, 2)))
+
+
+def test_sample_size_bias_is_removed_by_fad_infinity():
+    # two samples of ONE distribution: the true FAD is 0, but small sets measure clearly more
+    rng = np.random.default_rng(4)
+    dims = 16
+    mix = rng.normal(size=(dims, dims)) / np.sqrt(dims)
+    background = rng.normal(size=(40_000, dims)) @ mix  # large, so its own bias is tiny
+    evaluation = rng.normal(size=(3_000, dims)) @ mix
+    small = frechet_audio_distance(background, evaluation[:150])
+    full = frechet_audio_distance(background, evaluation)
+    result = fad_infinity(background, evaluation, steps=12)
+    assert small > 5 * full > 0  # the bias shrinks like 1/n
+    assert abs(result.score) < 0.25 * full  # the extrapolation removes most of what remains at n = 3,000
+    assert result.slope > 0 and result.r2 > 0.8
+    assert [n for n, _ in result.points] == sorted(n for n, _ in result.points)
+    assert result.points[-1][0] == 3_000
+
+
+def test_fad_infinity_keeps_a_real_difference():
+    rng = np.random.default_rng(5)
+    background, evaluation = rng.normal(size=(5_000, 8)), rng.normal(0.5, 1.0, size=(1_000, 8))
+    result = fad_infinity(background, evaluation)
+    assert result.score == pytest.approx(8 * 0.5**2, rel=0.15)  # ||Δμ||² = 2, equal covariances
+    with pytest.raises(ConfigError, match="sizes"):
+        fad_infinity(background, evaluation, sizes=[500])
+    with pytest.raises(ConfigError, match="more evaluation embeddings"):
+        fad_infinity(background, evaluation[:9])
