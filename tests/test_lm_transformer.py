@@ -98,7 +98,8 @@ def test_loss_is_the_next_token_cross_entropy_and_ignores_masked_targets():
 
 def test_tied_embeddings_and_parameter_count():
     model = TokenLM(small(n_streams=2))
-    assert model.heads[1].weight is model.embeddings[1].weight
+    assert model.output_weights()[1] is model.embeddings[1].weight
+    assert not any(name.startswith("heads") for name in model.state_dict())  # stored once
     untied = TokenLM(small(n_streams=2, tie_embeddings=False))
     assert untied.num_parameters() - model.num_parameters() == 2 * 37 * 32
 

@@ -319,8 +319,13 @@ class TokenLM(nn.Module):
         )
         conditioned = config.condition_dim > 0
         self.decoder = Decoder(config, cross_attention=conditioned)
-        self.heads = nn.ModuleList(
-            nn.Linear(config.d_model, config.vocab_size, bias=False) for _ in range(config.n_streams)
+        # Tied: each stream's output head is its input embedding (Press & Wolf 2017), stored once.
+        self.heads = (
+            None
+            if config.tie_embeddings
+            else nn.ModuleList(
+                nn.Linear(config.d_model, config.vocab_size, bias=False) for _ in range(config.n_streams)
+            )
         )
         if conditioned:
             self.condition_projection = nn.Linear(config.condition_dim, config.condition_tokens * config.d_model)
@@ -329,9 +334,6 @@ class TokenLM(nn.Module):
         for name, parameter in self.named_parameters():  # GPT-2: residual projections shrink with depth
             if name.endswith(("attention.out.weight", "cross.out.weight", "mlp.down.weight")):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.n_layers))
-        if config.tie_embeddings:
-            for embedding, head in zip(self.embeddings, self.heads, strict=True):
-                head.weight = embedding.weight
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -339,6 +341,11 @@ class TokenLM(nn.Module):
             nn.init.normal_(module.weight, std=0.02)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
+
+    def output_weights(self) -> list[Tensor]:
+        """Each stream's output projection ``(V, C)``: its embedding when tied, else its head."""
+        layers = self.embeddings if self.heads is None else self.heads
+        return [layer.weight for layer in layers]
 
     def num_parameters(self) -> int:
         """Parameters, counting tied embeddings once."""
@@ -389,7 +396,7 @@ class TokenLM(nn.Module):
         if self.config.condition_dim > 0 and (cache is None or cache.memory[0] is None):
             memory = self.memory(condition, drop_condition, batch=streams.shape[0])  # (B, P, C)
         h = self.decoder(x, memory, cache)  # (B, T, C)
-        logits = torch.stack([head(h) for head in self.heads], dim=1)  # (B, K, T, V)
+        logits = torch.stack([F.linear(h, weight) for weight in self.output_weights()], dim=1)  # (B, K, T, V)
         return logits[:, 0] if tokens.ndim == 2 else logits
 
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:

@@ -1,0 +1,140 @@
+"""Loaders of the chapter's shipped language models (``course_lib/checkpoints/lm_*_tiny.safetensors``).
+
+Each file was written by one command of :mod:`course_lib.lm.train` (README.md, "Shipped checkpoints");
+its header holds the model's config, the sequence layout it was trained on, the figures it reached
+and the command. The weights are stored in float16 and come back as float32.
+
+- :func:`load_tiny_delay_lm`: the delay-layout model over 4 codec levels (chapter 05).
+- :func:`load_tiny_semantic_tokenizer`: AudioLM's semantic tokens (k-means over the joint embedding's frames).
+- :func:`load_tiny_audiolm`: the three AudioLM stages with the tokenizer and the codec; its semantic and
+  coarse stages are conditioned (MusicLM, chapter 06) and fall back to their null condition when none
+  is given (AudioLM, chapter 05).
+
+Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from course_lib.config import get_device
+from course_lib.errors import CheckpointError
+from course_lib.lm.audiolm import AudioLM, SemanticTokenizer, SemanticTokenizerConfig
+from course_lib.lm.sequences import CoarseSequence, DelaySequence, FineSequence, SemanticSequence
+from course_lib.lm.transformer import LMConfig, TokenLM
+from course_lib.train import load_weights
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+TINY_FILES = {
+    "tokenizer": CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
+    "delay": CHECKPOINT_DIR / "lm_delay_tiny.safetensors",
+    "semantic": CHECKPOINT_DIR / "lm_semantic_tiny.safetensors",
+    "coarse": CHECKPOINT_DIR / "lm_coarse_tiny.safetensors",
+    "fine": CHECKPOINT_DIR / "lm_fine_tiny.safetensors",
+}
+LAYOUTS = {cls.__name__: cls for cls in (DelaySequence, SemanticSequence, CoarseSequence, FineSequence)}
+
+
+@dataclasses.dataclass
+class PretrainedLM:
+    """A trained :class:`TokenLM` in eval mode, the sequence layout it reads, and its training metadata."""
+
+    model: TokenLM
+    layout: Any
+    metadata: dict[str, Any]
+
+
+def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model config, metadata)`` of a :func:`course_lib.train.save_weights` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"No weights file at {path}: re-create it with `python -m course_lib.lm.train --stage ... --scale tiny "
+            f"--out {path}` (the commands are in course_lib/lm/train.py and README.md, 'Shipped checkpoints')."
+        )
+    try:
+        with safe_open(path, framework="pt", device="cpu") as file:
+            header = file.metadata() or {}
+    except Exception as error:  # safetensors raises its own SafetensorError, or OSError
+        raise CheckpointError(f"{path} is cut short or corrupt ({error}): copy or re-create it.") from error
+    if "config" not in header or "metadata" not in header:
+        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
+    return json.loads(header["config"]), json.loads(header["metadata"])
+
+
+def load_lm(path: str | Path, device: str | torch.device | None = None) -> PretrainedLM:
+    """Load a language model written by :mod:`course_lib.lm.train`, in float32 and eval mode, on ``device``."""
+    config, metadata = read_header(path)
+    if "layout" not in metadata:
+        raise CheckpointError(f"{path} is not a language model of course_lib.lm.train (its metadata has no layout).")
+    model = TokenLM(LMConfig(**config))
+    load_weights(path, model)  # float16 tensors are copied into the float32 parameters
+    layout_fields = dict(metadata["layout"])
+    layout = LAYOUTS[layout_fields.pop("name")](**layout_fields)
+    return PretrainedLM(model.float().to(get_device(device)).eval(), layout, metadata)
+
+
+def load_semantic_tokenizer(
+    path: str | Path, embedding: Any | None = None, device: str | torch.device | None = None
+) -> SemanticTokenizer:
+    """The k-means semantic tokenizer at ``path``, reading frames with ``embedding.audio_frames``.
+
+    Args:
+        embedding: the joint embedding whose frames it was fitted on (default: the shipped tiny one).
+    """
+    config, metadata = read_header(path)
+    if embedding is None:
+        from course_lib.joint_embedding import load_tiny_joint_embedding
+
+        embedding = load_tiny_joint_embedding(device)
+    tokenizer = SemanticTokenizer(SemanticTokenizerConfig(**config), embedding.audio_frames)
+    load_weights(path, tokenizer)
+    tokenizer.metadata = metadata
+    return tokenizer.to(get_device(device))
+
+
+def load_tiny_delay_lm(device: str | torch.device | None = None) -> PretrainedLM:
+    """Chapter 05's delay-layout model over the tiny codec's first 4 levels (``lm_delay_tiny.safetensors``)."""
+    return load_lm(TINY_FILES["delay"], device)
+
+
+def load_tiny_semantic_tokenizer(
+    device: str | torch.device | None = None, embedding: Any | None = None
+) -> SemanticTokenizer:
+    """AudioLM's semantic tokens of the course (``lm_semantic_kmeans_tiny.safetensors``)."""
+    return load_semantic_tokenizer(TINY_FILES["tokenizer"], embedding, device)
+
+
+def load_tiny_audiolm(
+    device: str | torch.device | None = None, codec: Any | None = None, embedding: Any | None = None
+) -> AudioLM:
+    """The shipped AudioLM/MusicLM stages, the semantic tokenizer and the tiny codec, ready to :meth:`~AudioLM.sample`.
+
+    Args:
+        codec: the codec the stages were trained on (default :func:`course_lib.codec.pretrained.load_tiny_codec`).
+        embedding: the joint embedding (default: the shipped tiny one); its frames feed the tokenizer.
+    """
+    device = get_device(device)
+    if codec is None:
+        from course_lib.codec.pretrained import load_tiny_codec
+
+        codec = load_tiny_codec(device)
+    stages = {name: load_lm(TINY_FILES[name], device) for name in ("semantic", "coarse", "fine")}
+    for name, stage in stages.items():
+        expected = stage.metadata.get("codec_fingerprint")
+        if expected and hasattr(codec, "fingerprint") and codec.fingerprint() != expected:
+            raise CheckpointError(
+                f"The {name} stage was trained on the tokens of another codec (fingerprint {expected}, this codec "
+                f"{codec.fingerprint()}): retrain it with `{stage.metadata.get('command', 'python -m course_lib.lm.train')}`."
+            )
+    tokenizer = load_semantic_tokenizer(TINY_FILES["tokenizer"], embedding, device)
+    return AudioLM(
+        stages["semantic"].model, stages["coarse"].model, stages["fine"].model, tokenizer, codec,
+        stages["semantic"].layout, stages["coarse"].layout, stages["fine"].layout,
+    )  # fmt: skip
