@@ -6,10 +6,10 @@ The real codec and joint embedding are exercised by the shipped-checkpoint tests
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
+from lm_stand_ins import K, StandInCodec, frame_features
+from lm_stand_ins import tones as clips
 
 from course_lib.errors import ConfigError
 from course_lib.lm.audiolm import (
@@ -21,40 +21,6 @@ from course_lib.lm.audiolm import (
 )
 from course_lib.lm.sequences import CoarseSequence, FineSequence, SemanticSequence
 from course_lib.lm.transformer import LMConfig, TokenLM
-
-K = 16  # codebook size of the stand-in codec
-
-
-class StandInCodec:
-    """50 frames/s; level q of a frame is a quantized statistic of its 320 samples; decode makes a tone per frame."""
-
-    sample_rate, frame_rate, hop = 16_000, 50.0, 320
-
-    def encode(self, audio: torch.Tensor, n_q: int = 4) -> torch.Tensor:
-        frames = math.ceil(audio.shape[-1] / self.hop)
-        padded = torch.nn.functional.pad(audio, (0, frames * self.hop - audio.shape[-1]))
-        x = padded.view(audio.shape[0], frames, self.hop)  # (B, F, hop)
-        stats = torch.stack([x.abs().mean(-1), x.std(-1), x.mean(-1), x[..., ::2].abs().mean(-1)], 1)[:, :n_q]
-        return (stats * 40).long().clamp(0, K - 1)  # (B, n_q, F)
-
-    def decode(self, codes: torch.Tensor, length: int | None = None) -> torch.Tensor:
-        level = codes.float().mean(1) / K  # (B, F)
-        audio = level.repeat_interleave(self.hop, dim=1) * torch.sin(torch.arange(codes.shape[2] * self.hop) * 0.1)
-        return audio if length is None else audio[:, :length]
-
-
-def frame_features(audio: torch.Tensor) -> torch.Tensor:
-    """A stand-in encoder: 8 statistics of each 40 ms window, 25 frames/s."""
-    frames = audio.shape[-1] // 640
-    x = audio[:, : frames * 640].reshape(audio.shape[0], frames, 8, 80)  # (B, N, 8, 80)
-    return x.abs().mean(-1)  # (B, N, 8)
-
-
-def clips(n: int = 6, seconds: float = 1.0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    t = torch.arange(int(16_000 * seconds)) / 16_000
-    tones = torch.sin(2 * math.pi * (200 + 400 * torch.rand(n, 1, generator=g)) * t)  # (n, T)
-    return 0.5 * tones * torch.rand(n, 1, generator=g)
 
 
 def small_lm(vocab: int, condition_dim: int = 0) -> TokenLM:

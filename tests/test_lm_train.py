@@ -77,3 +77,39 @@ def test_float16_weights_load_back_into_float32(tmp_path):
     assert torch.allclose(
         loaded.model(tokens, torch.ones(2, DIM)), model.float()(tokens, torch.ones(2, DIM)), atol=1e-5
     )
+
+
+def test_the_commands_train_and_write_loadable_files(tmp_path, monkeypatch, capsys):
+    """tokenizer → delay → coarse with stand-in codec and embedding, a few steps each, on 8 clips."""
+    from lm_stand_ins import StandInCodec, StandInEmbedding
+
+    import course_lib.joint_embedding
+    import course_lib.lm.train as train_module
+    from course_lib.lm.pretrained import load_semantic_tokenizer
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    embedding = StandInEmbedding()
+    monkeypatch.setattr(course_lib.joint_embedding, "load_tiny_joint_embedding", lambda device=None: embedding)
+    tokenizer_file = tmp_path / "kmeans.safetensors"
+
+    def stand_ins(device, needs_codec, needs_embedding, tokenizer_path):
+        return StandInCodec() if needs_codec else None, embedding, load_semantic_tokenizer(tokenizer_path, embedding)
+
+    monkeypatch.setattr(train_module, "_models", stand_ins)
+    monkeypatch.setattr(
+        train_module, "TINY", {**train_module.TINY, "tokenizer": {"steps": 0, "tokenizer_clips": 16, "n_semantic": 8}}
+    )
+    train_module.main(["--stage", "tokenizer", "--out", str(tokenizer_file)])
+    common = ["--steps", "3", "--clips", "8", "--validation-clips", "4", "--tokenizer", str(tokenizer_file)]
+    for stage in ("delay", "coarse"):
+        out = tmp_path / f"{stage}.safetensors"
+        monkeypatch.setattr(
+            train_module, "TINY", {**train_module.TINY, stage: {**train_module.TINY[stage], "n_semantic": 8}}
+        )
+        metadata = train_module.main(["--stage", stage, "--out", str(out), *common])
+        assert metadata["command"].startswith(f"python -m course_lib.lm.train --stage {stage}")
+        loaded = load_lm(out, "cpu")
+        assert loaded.metadata["recipe"]["steps"] == 3 and loaded.metadata["codec_fingerprint"] == "stand-in-codec"
+        assert loaded.model.config.condition_dim == (6 if stage == "coarse" else 0)
+    assert "null condition" in capsys.readouterr().out  # the coarse stage reports what the condition is worth
+    assert len(list((tmp_path / "data" / "lm_tokens").iterdir())) == 2  # training and validation tokens, shared

@@ -99,7 +99,7 @@ def weights_fingerprint(module: Any) -> str:
 @torch.no_grad()
 def prepare_token_data(
     n_clips: int,
-    codec: Any,
+    codec: Any | None,
     n_q: int,
     split: str = "training",
     tokenizer: Any | None = None,
@@ -111,7 +111,8 @@ def prepare_token_data(
     """Render ``n_clips`` clips of ``split`` and compute their codes, semantic tokens and audio embeddings.
 
     Args:
-        codec: ``encode(audio, n_q) -> (B, n_q, frames)`` (the course's codec).
+        codec: ``encode(audio, n_q) -> (B, n_q, frames)`` (the course's codec), or None: no codes
+            (``codes`` is then ``(N, 0, 0)``; the semantic stage needs none).
         n_q: residual levels to keep.
         tokenizer: a fitted :class:`course_lib.lm.audiolm.SemanticTokenizer`, or None (no semantic tokens).
         embedding: the joint embedding (``embed_audio``), or None (no M_A).
@@ -137,7 +138,8 @@ def prepare_token_data(
 
     for start in tqdm(range(0, len(indices), block), disable=not progress, desc="tokenizing clips", unit="block"):
         batch = SynthMusic.collate([dataset[i] for i in indices[start : start + block]])
-        codes.append(codec.encode(batch.audio.to(_device(codec)), n_q=n_q).cpu().short())  # (b, Q, frames)
+        if codec is not None:
+            codes.append(codec.encode(batch.audio.to(_device(codec)), n_q=n_q).cpu().short())  # (b, Q, frames)
         if tokenizer is not None:
             semantic.append(tokenizer.encode(batch.audio.to(_device(tokenizer))).cpu().short())  # (b, S)
         if embedding is not None:
@@ -145,7 +147,7 @@ def prepare_token_data(
         captions += batch.captions
         for name, value in batch.labels.items():
             labels.setdefault(name, []).append(value)
-    tensors = {"codes": torch.cat(codes)}
+    tensors = {"codes": torch.cat(codes) if codes else torch.zeros(len(indices), 0, 0, dtype=torch.short)}
     if semantic:
         tensors["semantic"] = torch.cat(semantic)
     if embeddings:

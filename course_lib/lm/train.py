@@ -276,12 +276,17 @@ def evaluate_lm(
 
 
 # ---------------------------------------------------------------------------------------------- running
-def _models(device: torch.device, needs_embedding: bool, tokenizer_path: Path | None) -> tuple[Any, Any, Any]:
-    from course_lib.codec.pretrained import load_tiny_codec
+def _models(
+    device: torch.device, needs_codec: bool, needs_embedding: bool, tokenizer_path: Path | None
+) -> tuple[Any, Any, Any]:
     from course_lib.joint_embedding import load_tiny_joint_embedding
     from course_lib.lm.pretrained import load_semantic_tokenizer
 
-    codec = load_tiny_codec(device)
+    codec = None
+    if needs_codec:
+        from course_lib.codec.pretrained import load_tiny_codec
+
+        codec = load_tiny_codec(device)
     embedding = load_tiny_joint_embedding(device) if needs_embedding else None
     tokenizer = None
     if tokenizer_path is not None:
@@ -326,17 +331,17 @@ def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, token
     started = time.perf_counter()
     seed_everything(plan.seed)
     conditioned = plan.stage in ("semantic", "coarse")
-    codec, embedding, tokenizer = _models(
-        device, conditioned, tokenizer_path if plan.stage in ("semantic", "coarse") else None
-    )
+    # Every stage that needs codes also computes the semantic tokens and M_A, so that delay, coarse and
+    # fine share one cached pass over the clips (the semantic stage needs no codec).
+    codec, embedding, tokenizer = _models(device, plan.stage != "semantic", True, tokenizer_path)
     data_args = {"codec": codec, "n_q": plan.n_q, "tokenizer": tokenizer, "embedding": embedding, "progress": True}
     train_data = prepare_token_data(plan.train_clips, split="training", **data_args)
     validation = prepare_token_data(plan.validation_clips, split="validation", **data_args)
     prepared = time.perf_counter() - started
-    layout = sequence_layout(plan, codec.codebook_size)
-    n_frames = train_data.codes.shape[2]
+    layout = sequence_layout(plan, 1024 if codec is None else codec.codebook_size)
+    n_frames = train_data.codes.shape[2] if codec is not None else 0
     n_semantic_tokens = train_data.semantic.shape[1] if train_data.semantic is not None else n_frames // 2
-    config = lm_config(plan, layout, scale, embedding.dim if embedding is not None else 0, n_frames, n_semantic_tokens)
+    config = lm_config(plan, layout, scale, embedding.dim if conditioned else 0, n_frames, n_semantic_tokens)
     model = TokenLM(config)
     history = fit_lm(model, plan, layout, train_data, device=device)
     figures = evaluate_lm(model, plan, layout, validation, train_data)
@@ -345,8 +350,8 @@ def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, token
         "scale": scale,
         "recipe": dataclasses.asdict(plan),
         "layout": {"name": type(layout).__name__, **dataclasses.asdict(layout)},
-        "codec_fingerprint": codec.fingerprint(),
-        "frame_rate": codec.frame_rate,
+        "codec_fingerprint": None if codec is None else codec.fingerprint(),
+        "frame_rate": None if codec is None else codec.frame_rate,
         "n_frames": n_frames,
         "n_semantic_tokens": n_semantic_tokens,
         "parameters": model.num_parameters(),
@@ -385,6 +390,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--clips", type=int, help="training clips")
+    parser.add_argument("--validation-clips", type=int, help="validation clips (the held-out figures)")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
@@ -400,6 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size,
         lr=args.lr,
         train_clips=args.clips,
+        validation_clips=args.validation_clips,
         seed=args.seed,
     )
     device = get_device(args.device)
