@@ -1,0 +1,455 @@
+"""Train the latent-diffusion chapter's models: the commands behind the shipped checkpoints of notebooks 08 and 09.
+
+One stage per model, each one command (run from the repository root, one CPU thread; seeded)::
+
+    python -m course_lib.latent_diffusion.train --stage vae --scale tiny --out course_lib/checkpoints/mel_vae_tiny.safetensors
+    python -m course_lib.latent_diffusion.train --stage vocoder --scale tiny --out course_lib/checkpoints/hifigan_tiny.safetensors
+    python -m course_lib.latent_diffusion.train --stage ldm --scale tiny --out course_lib/checkpoints/latent_diffusion_tiny.safetensors
+    python -m course_lib.latent_diffusion.train --stage controlnet --scale tiny --out course_lib/checkpoints/controlnet_music_tiny.safetensors
+
+The later stages read the earlier ones' shipped files (``ldm`` needs the VAE and the joint embedding,
+``controlnet`` the latent diffusion model), so run them in this order.
+
+- ``vae`` (:class:`~course_lib.latent_diffusion.MelVAE`): random 64-frame crops of the scaled log-mel
+  spectrograms of ``SynthMusic(seed=0)`` clips (audio only: the autoencoder never sees a caption),
+  AdamW with warm-up and cosine decay, L1 + β·KL + spectral convergence. At the end the latent scale
+  factor is fitted on whole training clips (:meth:`MelVAE.fit_latent_scale`).
+- ``vocoder``, ``ldm``, ``controlnet``: see :mod:`course_lib.latent_diffusion.vocoder`,
+  :mod:`course_lib.latent_diffusion.model` and :mod:`course_lib.latent_diffusion.controlnet`.
+
+Each file is written by :func:`course_lib.train.save_weights` with the model's config and the training
+facts (steps, losses reached, evaluation figures, train seconds, threads, the command) in its metadata.
+
+Notebooks: notebooks/08_latent_diffusion.ipynb, 09_controlnet.ipynb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.audio import MelConfig, log_mel_spectrogram
+from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.data import ClipBatch, SynthMusic
+from course_lib.data.splits import held_out_clips, training_clips
+from course_lib.diffusion.losses import DiffusionLoss
+from course_lib.diffusion.pretrained import MelPatches, SpectrogramScaling
+from course_lib.diffusion.schedules import NoiseSchedule
+from course_lib.diffusion.unet import UNet
+from course_lib.errors import ConfigError, CourseError
+from course_lib.latent_diffusion.controlnet import (
+    CONTROL_ROWS,
+    CONTROLS,
+    ControlledUNet,
+    ControlNet,
+    ControlNetConfig,
+    ControlNetLoss,
+    control_signal,
+    random_control_masks,
+)
+from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig, pad_frames
+from course_lib.latent_diffusion.model import (
+    TINY_LDM,
+    TINY_VAE,
+    TextToAudio,
+    latent_unet_config,
+    load_latent_diffusion,
+    load_mel_vae,
+)
+from course_lib.latent_diffusion.vocoder import (
+    DiscriminatorSizes,
+    HiFiGAN,
+    HiFiGANConfig,
+    HiFiGANDiscriminators,
+    discriminator_loss,
+    generator_losses,
+    griffin_lim_vocoder,
+)
+from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+
+STAGES = ("vae", "vocoder", "ldm", "controlnet")
+TRAIN_SEED, HELD_OUT_SEED = 0, 1  # SynthMusic seeds of the caption-free models' training and held-out clips
+
+
+@dataclasses.dataclass
+class RecipeConfig:
+    """One stage's recipe; :func:`recipe` gives every stage at both scales."""
+
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.05
+    ema_decay: float = 0.0
+    train_clips: int = 512
+    crop_frames: int = 64
+    eval_clips: int = 32
+    gan_steps: int = 0  # vocoder: the last gan_steps steps add the discriminators (the first ones: mel loss only)
+    crop_samples: int = 6400  # vocoder: audio segment per example
+    cond_drop_prob: float = 0.1  # ldm: AudioLDM's condition dropout (controlnet: 0.5, ControlNet's prompt dropout)
+    schedule: str = "scaled_linear"  # ldm: AudioLDM's betas 0.0015 -> 0.0195
+    num_timesteps: int = 1000
+    prediction_type: str = "epsilon"
+    eval_steps: int = 50  # DDIM steps of the evaluation samples
+    eval_guidance: float = 3.0
+    seed: int = 0
+
+
+TINY: dict[str, dict[str, Any]] = {
+    "vae": {},
+    "vocoder": {"steps": 1400, "batch_size": 8, "lr": 1e-3, "warmup_steps": 20, "gan_steps": 300, "crop_samples": 6400},
+    "ldm": {"steps": 2000, "batch_size": 16, "lr": 1e-3, "ema_decay": 0.995, "train_clips": 1024},
+    "controlnet": {"steps": 1500, "batch_size": 16, "lr": 5e-4, "train_clips": 1024, "cond_drop_prob": 0.5},
+}
+FULL: dict[str, dict[str, Any]] = {
+    "vae": {"steps": 100_000, "batch_size": 32, "lr": 4.5e-5, "warmup_steps": 1000, "train_clips": 8192, "crop_frames": 256},
+    "vocoder": {"steps": 500_000, "batch_size": 16, "lr": 2e-4, "gan_steps": 400_000, "crop_samples": 8000, "train_clips": 8192},
+    "ldm": {"steps": 200_000, "batch_size": 64, "lr": 1e-4, "warmup_steps": 1000, "ema_decay": 0.9999, "train_clips": 8192},
+    "controlnet": {"steps": 50_000, "batch_size": 64, "lr": 1e-4, "train_clips": 8192, "cond_drop_prob": 0.5},
+}  # fmt: skip
+
+
+def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig:
+    """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), single fields overridden by ``changes``."""
+    if stage not in STAGES:
+        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
+    presets = FULL if get_scale(scale) == "full" else TINY
+    return RecipeConfig(**{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
+
+
+def fit(
+    model: nn.Module, loss_fn: Any, batches: Any, config: RecipeConfig, device: torch.device, log_every: int = 25
+) -> tuple[nn.Module, list]:
+    """AdamW + warm-up/cosine through :class:`course_lib.train.Trainer`; returns the EMA (or the model) and the history."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    wrapped = EMALoss(loss_fn, config.ema_decay) if config.ema_decay > 0 else loss_fn
+    trainer = Trainer(
+        model,
+        wrapped,
+        TrainConfig(steps=config.steps, lr=config.lr, log_every=log_every, seed=config.seed, weight_decay=0.0),
+        optimizer=optimizer,
+        scheduler=warmup_cosine_schedule(optimizer, config.steps, config.warmup_steps, config.final_lr_fraction),
+        device=device,
+    )
+    history = trainer.fit(batches)
+    if isinstance(wrapped, EMALoss):
+        return wrapped.update(model), history
+    return model, history
+
+
+def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, history: list, command: str) -> dict:
+    """The training facts every shipped file carries."""
+    last = history[-1] if history else {}
+    return {
+        "stage": stage,
+        "scale": scale,
+        **dataclasses.asdict(config),
+        "mel_config": dataclasses.asdict(MelConfig()),
+        "scaling": dataclasses.asdict(SpectrogramScaling()),
+        "final": {k: round(v, 5) for k, v in last.items() if k not in ("step", "lr")},
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "command": command,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ VAE
+def vae_baseline(x: Tensor, compression: int, latent_channels: int) -> Tensor:
+    """The no-learning baseline with as many numbers as the VAE's latent: average-pool, then nearest up-sample.
+
+    The latent has ``C · (M / r) · (F / r)`` numbers for ``M · F`` inputs, a reduction by ``r² / C``; pooling
+    ``k × k`` blocks with ``k = r / √C`` keeps the same count (``k = 1``: no reduction, returns ``x``).
+    """
+    k = max(1, round(compression / latent_channels**0.5))
+    if k == 1:
+        return x
+    return F.interpolate(F.avg_pool2d(x, k), scale_factor=float(k), mode="nearest")  # (B, 1, M, F)
+
+
+@torch.no_grad()
+def evaluate_vae(vae: MelVAE, log_mels: Tensor) -> dict[str, float]:
+    """Mean absolute log-mel error (nats) of the VAE (posterior mean) and of :func:`vae_baseline` on ``log_mels`` ``(N, M, F)``."""
+    vae = vae.eval()
+    device = next(vae.parameters()).device
+    x = pad_frames(vae.scaling.to_model(log_mels).unsqueeze(1), vae.frame_multiple).to(device)  # (N, 1, M, F')
+    frames = log_mels.shape[-1]
+    recon = vae.scaling.to_log_mel(vae.decode(vae.encode(x).mean))[..., :frames].squeeze(1).cpu()  # (N, M, F)
+    base = vae.scaling.to_log_mel(vae_baseline(x, vae.config.compression, vae.config.latent_channels))
+    base = base[..., :frames].squeeze(1).cpu()
+    return {
+        "vae_l1_nats": (recon - log_mels).abs().mean().item(),
+        "baseline_l1_nats": (base - log_mels).abs().mean().item(),
+    }
+
+
+def run_vae(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    data = MelPatches(config.train_clips, seed=TRAIN_SEED, frames=config.crop_frames)
+    vae = MelVAE(MelVAEConfig.for_scale(scale))
+    generator = torch.Generator().manual_seed(config.seed)
+    vae, history = fit(
+        vae, lambda model, batch: model.loss(batch), lambda step: data.random_batch(config.batch_size, generator),
+        config, device,
+    )  # fmt: skip
+    vae = vae.eval()
+    whole = pad_frames(data.scaling.to_model(data.log_mels).unsqueeze(1), vae.frame_multiple).to(device)
+    scale_factor = vae.fit_latent_scale(whole)
+    metadata = metadata_for("vae", config, scale, started, history, command)
+    held_out = MelPatches(config.eval_clips, seed=HELD_OUT_SEED).log_mels
+    metadata.update(latent_scale=scale_factor, **{k: round(v, 4) for k, v in evaluate_vae(vae, held_out).items()})
+    save_weights(out, vae, metadata)
+    return metadata
+
+
+# -------------------------------------------------------------------------------------------- vocoder
+def audio_crops(audio: Tensor, batch_size: int, crop: int, hop: int, generator: torch.Generator) -> Tensor:
+    """Random ``(batch_size, crop)`` segments of random clips, starting on the hop grid."""
+    clips = torch.randint(audio.shape[0], (batch_size,), generator=generator)  # (B,)
+    starts = torch.randint((audio.shape[1] - crop) // hop + 1, (batch_size,), generator=generator) * hop  # (B,)
+    return audio[clips[:, None], starts[:, None] + torch.arange(crop)]  # (B, crop)
+
+
+@torch.no_grad()
+def evaluate_vocoder(vocoder: HiFiGAN, audio: Tensor, n_iter: int = 64) -> dict[str, float]:
+    """Log-mel L1 distance (nats) of HiFi-GAN and of Griffin-Lim (``n_iter`` iterations) to the original ``audio`` ``(N, T)``."""
+    mel_config = MelConfig()
+    log_mel = log_mel_spectrogram(audio, mel_config)  # (N, M, F)
+    device = next(vocoder.parameters()).device
+    hifigan = vocoder.eval().vocode(log_mel.to(device), audio.shape[-1]).cpu()  # (N, T)
+    griffin_lim = griffin_lim_vocoder(log_mel, mel_config, n_iter=n_iter, length=audio.shape[-1])  # (N, T)
+    distance = lambda y: (log_mel_spectrogram(y, mel_config) - log_mel).abs().mean().item()  # noqa: E731
+    return {"hifigan_mel_l1": distance(hifigan), "griffin_lim_mel_l1": distance(griffin_lim)}
+
+
+def run_vocoder(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
+    """HiFi-GAN on random segments of ``SynthMusic(seed=0)`` clips: mel loss alone first, then with the discriminators."""
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    audio = SynthMusic(n_clips=config.train_clips, seconds=2.0, seed=TRAIN_SEED).batch(config.train_clips).audio
+    generator_net = HiFiGAN(HiFiGANConfig.for_scale(scale)).to(device)
+    discriminators = HiFiGANDiscriminators(DiscriminatorSizes.for_scale(scale)).to(device)
+    betas = (0.8, 0.99)  # HiFi-GAN's AdamW betas
+    opt_g = torch.optim.AdamW(generator_net.parameters(), config.lr, betas=betas, weight_decay=0.0)
+    opt_d = torch.optim.AdamW(discriminators.parameters(), config.lr, betas=betas, weight_decay=0.0)
+    sched_g = warmup_cosine_schedule(opt_g, config.steps, config.warmup_steps, config.final_lr_fraction)
+    gan_start = config.steps - config.gan_steps
+    sched_d = warmup_cosine_schedule(opt_d, config.gan_steps, 0, config.final_lr_fraction)
+    mel_config, crops = MelConfig(), torch.Generator().manual_seed(config.seed)
+    history, window, window_steps = [], {}, 0
+    for step in range(config.steps):
+        real = audio_crops(audio, config.batch_size, config.crop_samples, mel_config.hop_length, crops).to(device)
+        fake = generator_net(log_mel_spectrogram(real, mel_config))[..., : real.shape[-1]]  # (B, T)
+        use_gan = step >= gan_start
+        if use_gan:  # HiFi-GAN's order: a discriminator step, then a generator step against the updated discriminators
+            loss_d = discriminator_loss(discriminators, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            sched_d.step()
+        terms = generator_losses(discriminators if use_gan else None, real, fake, mel_config)
+        if use_gan:
+            terms["discriminator"] = loss_d.detach()
+        opt_g.zero_grad(set_to_none=True)
+        terms["loss"].backward()  # the discriminators' gradients from this pass are cleared before their next step
+        torch.nn.utils.clip_grad_norm_(generator_net.parameters(), 10.0)
+        opt_g.step()
+        sched_g.step()
+        for name, value in terms.items():
+            window[name] = window.get(name, 0) + value.detach()
+        window_steps += 1
+        if (step + 1) % 50 == 0 or step + 1 == config.steps:
+            names = list(window)
+            means = (torch.stack([window[n] for n in names]) / window_steps).tolist()  # one sync per 50 steps
+            history.append({"step": step + 1, **dict(zip(names, means, strict=True))})
+            print(
+                f"step {step + 1}: " + ", ".join(f"{n} {v:.4f}" for n, v in zip(names, means, strict=True)), flush=True
+            )
+            window, window_steps = {}, 0
+    metadata = metadata_for("vocoder", config, scale, started, history, command)
+    held_out = SynthMusic(n_clips=config.eval_clips // 2, seconds=2.0, seed=HELD_OUT_SEED).batch(config.eval_clips // 2)
+    metadata.update({k: round(v, 4) for k, v in evaluate_vocoder(generator_net, held_out.audio).items()})
+    save_weights(out, generator_net.eval(), metadata)
+    return metadata
+
+
+# ------------------------------------------------------------------------------------ latent diffusion
+@dataclasses.dataclass
+class LatentData:
+    """Training clips encoded once: VAE posteriors, audio embeddings E^x and controls (for the ControlNet)."""
+
+    mean: Tensor  # (N, C, H, W) posterior means (VAE units)
+    std: Tensor  # (N, C, H, W)
+    cond: Tensor  # (N, D) E^x of each clip
+    latent_scale: float
+    controls: dict[str, Tensor] | None = None  # melody (N, 12, F), loudness_db (N, F), beats (N, F)
+
+    def batch(self, batch_size: int, generator: torch.Generator, signal: bool = False) -> dict[str, Tensor]:
+        """Random clips: ``x0`` = ``latent_scale · (μ + σ ε)`` (a fresh posterior sample), ``cond`` and (optionally) ``signal``."""
+        index = torch.randint(self.mean.shape[0], (batch_size,), generator=generator)  # (B,)
+        noise = torch.randn(self.mean[index].shape, generator=generator)  # (B, C, H, W)
+        out = {"x0": (self.mean[index] + self.std[index] * noise) * self.latent_scale, "cond": self.cond[index]}
+        if signal:
+            frames = self.mean.shape[-1] * 4
+            controls = {name: value[index] for name, value in self.controls.items()}
+            out["signal"] = random_control_signal(controls, frames, generator)  # (B, 17, frames)
+        return out
+
+
+def encode_clips(
+    clips: ClipBatch, vae: MelVAE, embedding: Any, frame_multiple: int, device: torch.device, controls: bool = False
+) -> LatentData:
+    """VAE posteriors (frames padded with silence to ``frame_multiple``), E^x and optionally the clips' controls."""
+    log_mel = log_mel_spectrogram(clips.audio)  # (N, M, F)
+    x = pad_frames(vae.scaling.to_model(log_mel).unsqueeze(1), frame_multiple)  # (N, 1, M, F')
+    means, stds = [], []
+    with torch.no_grad():
+        for chunk in x.split(64):
+            posterior = vae.encode(chunk.to(device))
+            means.append(posterior.mean.cpu())
+            stds.append(posterior.std.cpu())
+        cond = embedding.embed_audio(clips.audio.to(device)).cpu()  # (N, D)  E^x
+    stacked = None
+    if controls:
+        c = clips.controls
+        stacked = {"melody": c["melody"], "loudness_db": c["loudness_db"], "beats": c["beats"]}
+    return LatentData(torch.cat(means), torch.cat(stds), cond, float(vae.latent_scale), stacked)
+
+
+@torch.no_grad()
+def evaluate_text_to_audio(
+    pipeline: TextToAudio, n: int, steps: int, guidance: float, seed: int = 0
+) -> dict[str, float]:
+    """Generate from ``n`` held-out captions (combinations never trained on) and score them with the attribute classifier.
+
+    Returns the caption adherence per attribute (the classifier's accuracy on what the captions ask for)
+    and the same for real held-out clips (the classifier's own ceiling); empty when the classifier is missing.
+    """
+    try:
+        from course_lib.metrics import caption_adherence, load_tiny_attribute_classifier
+
+        classifier = load_tiny_attribute_classifier(pipeline.device)
+    except (ImportError, CourseError):
+        return {}
+    real = held_out_clips(n)
+    audio = pipeline.generate(
+        real.captions, 2.0, steps, guidance, torch.Generator().manual_seed(seed), vocoder="griffin_lim"
+    )
+    generated = caption_adherence(classifier, audio, real.captions)
+    ceiling = caption_adherence(classifier, real.audio, real.captions)
+    flat = {f"adherence_{k}": float(v) for k, v in generated.items() if isinstance(v, (int, float))}
+    flat.update({f"real_adherence_{k}": float(v) for k, v in ceiling.items() if isinstance(v, (int, float))})
+    return flat
+
+
+def run_ldm(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
+    """AudioLDM's training: ε-prediction on VAE latents of training clips, conditioned on their own E^x, 10% dropped."""
+    from course_lib.joint_embedding import load_tiny_joint_embedding
+
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    vae = load_mel_vae(TINY_VAE, device)
+    embedding = load_tiny_joint_embedding(device)
+    unet = UNet(latent_unet_config(vae.config.latent_channels, embedding.dim, scale))
+    data = encode_clips(
+        training_clips(config.train_clips), vae, embedding, vae.frame_multiple * unet.size_multiple, device
+    )
+    schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
+    loss = DiffusionLoss(schedule, prediction_type=config.prediction_type, cond_drop_prob=config.cond_drop_prob)
+    generator = torch.Generator().manual_seed(config.seed)
+    ema, history = fit(unet, loss, lambda step: data.batch(config.batch_size, generator), config, device)
+    metadata = metadata_for("ldm", config, scale, started, history, command)
+    metadata.update(vae=TINY_VAE.name, embedding="joint_embedding_tiny.safetensors", latent_scale=data.latent_scale)
+    save_weights(out, ema, metadata)
+    pipeline = load_latent_diffusion(out, device, vocoder_path=None, embedding=embedding)
+    metadata.update(evaluate_text_to_audio(pipeline, config.eval_clips, config.eval_steps, config.eval_guidance))
+    save_weights(out, ema, metadata)
+    return metadata
+
+
+# ------------------------------------------------------------------------------------------ ControlNet
+def random_control_signal(controls: dict[str, Tensor], frames: int, generator: torch.Generator) -> Tensor:
+    """:func:`control_signal` with Music ControlNet's training masks: random controls, random time spans, per sample."""
+    use, time_mask = random_control_masks(controls["melody"].shape[0], controls["melody"].shape[-1], generator)
+    full = control_signal(controls, CONTROLS, time_mask)  # (B, 17, F)
+    keep = torch.tensor([[name in chosen for name in CONTROLS] for chosen in use], dtype=full.dtype)  # (B, 3)
+    rows = torch.cat([keep[:, i : i + 1].expand(-1, CONTROL_ROWS[name]) for i, name in enumerate(CONTROLS)] + [keep], 1)
+    return pad_frames(full * rows[:, :, None], frames, value=0.0)[..., :frames]  # (B, 17, frames)
+
+
+def run_controlnet(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
+    """A ControlNet for melody, dynamics and rhythm (with masks) on the frozen shipped latent diffusion model."""
+    from course_lib.joint_embedding import load_tiny_joint_embedding
+
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    embedding = load_tiny_joint_embedding(device)
+    pipeline = load_latent_diffusion(TINY_LDM, device, vocoder_path=None, embedding=embedding)
+    controlnet = ControlNet(pipeline.unet, ControlNetConfig.for_scale(scale))
+    model = ControlledUNet(pipeline.unet, controlnet)
+    frame_multiple = pipeline.vae.frame_multiple * pipeline.unet.size_multiple
+    data = encode_clips(
+        training_clips(config.train_clips), pipeline.vae, embedding, frame_multiple, device, controls=True
+    )
+    schedule = NoiseSchedule.from_name(pipeline.metadata["schedule"], pipeline.metadata["num_timesteps"])
+    loss = ControlNetLoss(schedule, pipeline.prediction_type, config.cond_drop_prob)
+    generator = torch.Generator().manual_seed(config.seed)
+    _, history = fit(model, loss, lambda step: data.batch(config.batch_size, generator, signal=True), config, device)
+    metadata = metadata_for("controlnet", config, scale, started, history, command)
+    metadata.update(base=TINY_LDM.name, controls=list(CONTROLS))
+    save_weights(out, controlnet.eval(), metadata)
+    return metadata
+
+
+# ----------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", choices=STAGES, required=True)
+    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
+    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--clips", type=int, help="training clips to synthesize")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args(argv)
+    command = "python -m course_lib.latent_diffusion.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    scale = get_scale(args.scale)
+    config = recipe(
+        args.stage,
+        scale,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        train_clips=args.clips,
+        seed=args.seed,
+    )
+    device = get_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    runners = {"vae": run_vae, "vocoder": run_vocoder, "ldm": run_ldm, "controlnet": run_controlnet}
+    metadata = runners[args.stage](config, scale, device, args.out, command)
+    size = args.out.stat().st_size / 1e6
+    print(f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final {metadata['final']}")
+    return metadata
+
+
+if __name__ == "__main__":
+    main()
