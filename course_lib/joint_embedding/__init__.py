@@ -3,7 +3,8 @@
 - ``tokenizer``: the word-level caption tokenizer of the text tower (no downloaded model).
 - ``model``: the audio and text towers, the shared l2-normalised space, the symmetric InfoNCE loss
   with a learnt temperature, and the loaders of the shipped weights.
-- ``retrieval``: text → audio retrieval accuracy, attribute retrieval, and the audio–text gap.
+- ``retrieval``: text → audio retrieval accuracy, attribute retrieval, zero-shot classification by
+  prompts, and the audio–text gap.
 - ``train``: the recipe and the command behind ``course_lib/checkpoints/joint_embedding_tiny.safetensors``.
 
 Notebooks: notebooks/06_text_to_music.ipynb (MusicLM's conditioning), 08_latent_diffusion.ipynb (AudioLDM's).
@@ -21,6 +22,8 @@ from course_lib.joint_embedding.retrieval import (
     embedding_gap,
     retrieval_accuracy,
     similarity_matrix,
+    zero_shot_accuracy,
+    zero_shot_predictions,
 )
 from course_lib.joint_embedding.tokenizer import CaptionTokenizer, caption_vocabulary
 
@@ -36,4 +39,6 @@ __all__ = [
     "load_tiny_joint_embedding",
     "retrieval_accuracy",
     "similarity_matrix",
+    "zero_shot_accuracy",
+    "zero_shot_predictions",
 ]

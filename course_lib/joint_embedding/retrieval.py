@@ -6,6 +6,9 @@
 - **Attribute retrieval**: the fraction of captions whose top-1 clip has the attributes the caption
   names (instrument, tempo class, drums): a caption fits many clips, so this is the fairer score
   when captions leave details out.
+- **Zero-shot classification** (CLAP's headline evaluation): embed one short prompt per class
+  ("a slow melody", "a fast melody", ...) and give each clip the class of its most similar prompt.
+  No classifier is trained; the accuracy says which attributes the shared space holds.
 - **The gap**: mean cosine of matching (clip, caption) pairs against that of non-matching pairs. A
   generator trained on audio embeddings and driven by text embeddings (MusicLM, AudioLDM) sees
   inputs that differ by exactly this gap: the higher the matching cosine, the smaller the surprise.
@@ -20,11 +23,22 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from course_lib.data.captions import caption_attributes
+from course_lib.data.captions import INSTRUMENT_WORDS, caption_attributes
+from course_lib.data.music_theory import MODES, NOTE_NAMES, TEMPO_CLASSES
+from course_lib.data.timbres import INSTRUMENTS
 from course_lib.errors import ConfigError
 from course_lib.joint_embedding.model import JointEmbedding
 
 COMBINATION = ("instrument", "tempo_class", "drums")
+KEYS = [(key, mode) for mode in range(len(MODES)) for key in range(len(NOTE_NAMES))]  # the 24 prompts' (key, mode)
+ZERO_SHOT_PROMPTS: dict[str, list[str]] = {
+    "instrument": [f"{INSTRUMENT_WORDS[name]} melody" for name in INSTRUMENTS],
+    "tempo_class": [f"a {'medium-tempo' if word == 'medium' else word} melody" for word in TEMPO_CLASSES],
+    "drums": ["a melody without drums", "a melody with drums"],
+    "dynamics": ["soft tune", "moderate tune", "loud tune"],
+    "key_mode": [f"a melody in {NOTE_NAMES[key]} {MODES[mode]}" for key, mode in KEYS],
+}
+"""One prompt per class, in label order; ``key_mode`` has 24 (key, mode) prompts, read back as ``key`` and ``mode``."""
 
 
 def similarity_matrix(model: JointEmbedding, audio: Tensor, captions: Sequence[str]) -> Tensor:
@@ -95,6 +109,33 @@ def attribute_retrieval_accuracy(
             result[name] = match[asked].float().mean().item()
     result["all"] = all_match.float().mean().item()
     return result
+
+
+def zero_shot_predictions(model: JointEmbedding, audio: Tensor) -> dict[str, Tensor]:
+    """Each clip's class per attribute from the most similar of :data:`ZERO_SHOT_PROMPTS`: ``{name: (N,)}`` label ints.
+
+    Covers ``instrument``, ``tempo_class``, ``drums``, ``dynamics``, and ``key`` and ``mode`` (from the
+    best of the 24 "a melody in <key> <mode>" prompts).
+    """
+    clips = model.embed_audio(audio).cpu()  # (N, D)
+    predictions = {}
+    for name, prompts in ZERO_SHOT_PROMPTS.items():
+        best = (clips @ model.embed_text(prompts).cpu().T).argmax(dim=1)  # (N,)
+        if name == "key_mode":
+            table = torch.tensor(KEYS)  # (24, 2)
+            predictions["key"], predictions["mode"] = table[best, 0], table[best, 1]
+        else:
+            predictions[name] = best
+    return predictions
+
+
+def zero_shot_accuracy(model: JointEmbedding, audio: Tensor, labels: dict[str, Tensor]) -> dict[str, float]:
+    """Accuracy of :func:`zero_shot_predictions` against known labels (``ClipBatch.labels``), per attribute.
+
+    Chance: 1/3 for instrument, tempo class and dynamics, 1/2 for drums and mode, 1/12 for the key.
+    """
+    predicted = zero_shot_predictions(model, audio)
+    return {name: (value == labels[name].cpu()).float().mean().item() for name, value in predicted.items()}
 
 
 def embedding_gap(model: JointEmbedding, audio: Tensor, captions: Sequence[str]) -> dict[str, float]:

@@ -13,7 +13,8 @@
   learnt temperature; AdamW, 5% warm-up, cosine decay (:func:`course_lib.train.warmup_cosine_schedule`).
 - Figures (stored in the weights' metadata): text → audio recall@1 / @5 and audio → text recall@1
   among held-out clips (combinations never trained on) and among validation clips (new clips of the
-  training combinations); attribute retrieval; the matching / non-matching cosine gap.
+  training combinations); attribute retrieval; zero-shot accuracy per attribute; the matching /
+  non-matching cosine gap. ``--evaluate PATH`` prints them for any saved embedding.
 
 Notebook: notebooks/06_text_to_music.ipynb loads the result with
 :func:`course_lib.joint_embedding.load_tiny_joint_embedding`.
@@ -42,7 +43,12 @@ from course_lib.joint_embedding.model import (
     JointEmbeddingConfig,
     contrastive_loss,
 )
-from course_lib.joint_embedding.retrieval import attribute_retrieval_accuracy, embedding_gap, retrieval_accuracy
+from course_lib.joint_embedding.retrieval import (
+    attribute_retrieval_accuracy,
+    embedding_gap,
+    retrieval_accuracy,
+    zero_shot_accuracy,
+)
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -138,6 +144,7 @@ def evaluate(model: JointEmbedding, n_clips: int = 200, seed: int | None = None)
                 f"attribute_{k}": v
                 for k, v in attribute_retrieval_accuracy(model, audio, batch.labels, captions).items()
             },
+            **{f"zero_shot_{k}": v for k, v in zero_shot_accuracy(model, audio, batch.labels).items()},
             "matching_cosine": gap["matching"],
             "non_matching_cosine": gap["non_matching"],
         }
@@ -155,6 +162,7 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
     seed_everything(plan.seed)
     model = JointEmbedding(plan.config)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     clips = training_clips(plan.n_clips)
     log_mels = log_mels_of(model, clips.audio)  # (N, M, F)
     data_seconds = time.perf_counter() - started
@@ -172,6 +180,7 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
         "n_clips": plan.n_clips,
         "batch_size": plan.batch_size,
         "train_seconds": round(train_seconds),
+        "cpu_seconds": round(time.process_time() - cpu_started),  # what the wall time would be on an idle core
         "data_seconds": round(data_seconds),
         "threads": torch.get_num_threads(),
         "final_loss": history[-1]["loss"],
@@ -192,7 +201,14 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=1, help="torch threads (shipped weights: 1; 0 = torch's default)"
     )
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
+    parser.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
     args = parser.parse_args(argv)
+    if args.evaluate is not None:
+        from course_lib.joint_embedding.model import load_joint_embedding
+
+        torch.set_num_threads(args.threads or torch.get_num_threads())
+        print(json.dumps(evaluate(load_joint_embedding(args.evaluate, "cpu")), indent=1))
+        return
     metadata = train(args.scale, args.out, args.steps, args.threads)
     print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
     if args.out is not None:

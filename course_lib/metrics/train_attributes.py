@@ -127,6 +127,7 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
     seed_everything(plan.seed)
     model = AttributeClassifier(plan.config)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     clips = training_clips(plan.n_clips)
     mels = torch.cat([mel_spectrogram(part, model.config.mel) for part in clips.audio.split(256)])  # (N, M, F)
     config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
@@ -143,6 +144,7 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
         "n_clips": plan.n_clips,
         "batch_size": plan.batch_size,
         "train_seconds": round(train_seconds),
+        "cpu_seconds": round(time.process_time() - cpu_started),  # what the wall time would be on an idle core
         "threads": torch.get_num_threads(),
         "final_loss": history[-1]["loss"],
         "sample_rate": model.sample_rate,
