@@ -8,16 +8,15 @@ trained are in their metadata; the thresholds here leave about 1 dB of margin be
 import pytest
 import torch
 
+from course_lib.metrics import log_mel_distance_db, snr_db
 from course_lib.quantize import VQVAE, HierarchicalVQVAE, KMeans
 from course_lib.quantize.train_vqvae import (
     CHECKPOINT_DIR,
     evaluate,
     held_out_clips,
     hierarchical_config,
-    log_mel_distance_db,
     main,
     random_crops,
-    snr_db,
     synth_music_clips,
     vq_vae_config,
 )

@@ -27,6 +27,14 @@ from course_lib.metrics.frechet import (
     gaussian_statistics,
     sqrt_psd,
 )
+from course_lib.metrics.reconstruction import (
+    log_mel_distance_db,
+    multi_scale_mel_distance,
+    real_time_factor,
+    si_sdr_db,
+    snr_db,
+    spectral_convergence_db,
+)
 
 __all__ = [
     "ATTRIBUTE_CLASSES",
@@ -42,4 +50,10 @@ __all__ = [
     "frechet_distance",
     "gaussian_statistics",
     "sqrt_psd",
+    "log_mel_distance_db",
+    "multi_scale_mel_distance",
+    "real_time_factor",
+    "si_sdr_db",
+    "snr_db",
+    "spectral_convergence_db",
 ]

@@ -17,7 +17,8 @@ same weights on one machine (up to the non-determinism of multi-threaded float s
   the codebook's perplexity and usage; for Jukebox's hierarchy (Dhariwal et al. 2020, sec. 2.2) the
   sum over levels, with each level's terms logged.
 - Metrics: waveform SNR, spectral convergence in dB (Jukebox's reconstruction metric, table 4 of the
-  paper) and a log-mel distance in dB (the one notebook 01 uses).
+  paper) and a log-mel distance in dB (the one notebook 01 uses), from
+  :mod:`course_lib.metrics.reconstruction`.
 
 Notebooks: notebooks/02_vq_vae.ipynb, notebooks/03_hierarchical_vqvae.ipynb
 """
@@ -25,7 +26,6 @@ Notebooks: notebooks/02_vq_vae.ipynb, notebooks/03_hierarchical_vqvae.ipynb
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from course_lib.audio.spectral import MelConfig, log_mel_spectrogram, magnitude_spectrogram, spectral_convergence
 from course_lib.config import get_scale, seed_everything
 from course_lib.data import SynthMusic
 from course_lib.errors import ConfigError
+from course_lib.metrics.reconstruction import log_mel_distance_db, snr_db, spectral_convergence_db
 from course_lib.quantize.hierarchical_vq_vae import HierarchicalVQVAE, HierarchicalVQVAEConfig
 from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig
 
@@ -101,34 +101,6 @@ def hierarchical_loss(model: HierarchicalVQVAE, wav: Tensor) -> dict[str, Tensor
         terms[f"perplexity_{i}"] = level.vq.perplexity
         terms[f"usage_{i}"] = level.vq.usage
     return terms
-
-
-# -------------------------------------------------------------------------------------------- metrics
-def snr_db(reference: Tensor, estimate: Tensor) -> float:
-    """Signal-to-noise ratio of a reconstruction over a whole batch, in dB."""
-    return 10 * math.log10(reference.pow(2).sum().item() / (reference - estimate).pow(2).sum().clamp_min(1e-12).item())
-
-
-def spectral_convergence_db(reference: Tensor, estimate: Tensor, n_fft: int = 1024, hop_length: int = 256) -> Tensor:
-    """Jukebox's reconstruction metric per clip: 20 log10 (‖|S| − |Ŝ|‖_F / ‖|S|‖_F), linear STFT magnitudes.
-
-    ``(B, T)`` and ``(B, T)`` -> ``(B,)`` in dB; lower is better (-20 dB: the error's spectrum has a
-    tenth of the reference's norm). Jukebox (table 4) reports about -23.0 / -12.4 / -8.3 dB from its
-    bottom to its top level.
-    """
-    sc = spectral_convergence(
-        magnitude_spectrogram(reference, n_fft, hop_length), magnitude_spectrogram(estimate, n_fft, hop_length)
-    )
-    return 20 * torch.log10(sc.clamp_min(1e-8))
-
-
-def log_mel_distance_db(reference: Tensor, estimate: Tensor, config: MelConfig | None = None) -> float:
-    """Mean absolute difference of natural-log mel spectrograms, in dB (notebook 01's log-mel error)."""
-    config = config or MelConfig()
-    nats_to_db = 20 / math.log(10)
-    return (
-        log_mel_spectrogram(reference, config) - log_mel_spectrogram(estimate, config)
-    ).abs().mean().item() * nats_to_db
 
 
 # ------------------------------------------------------------------------------------------- recipes
