@@ -19,6 +19,13 @@ from course_lib.metrics.attributes import (
     load_attribute_classifier,
     load_tiny_attribute_classifier,
 )
+from course_lib.metrics.control_adherence import (
+    beat_f1,
+    control_adherence,
+    dynamics_correlation,
+    mean_beat_f1,
+    melody_accuracy,
+)
 from course_lib.metrics.frechet import (
     FADInfinity,
     fad_infinity,
@@ -56,4 +63,9 @@ __all__ = [
     "si_sdr_db",
     "snr_db",
     "spectral_convergence_db",
+    "beat_f1",
+    "control_adherence",
+    "dynamics_correlation",
+    "mean_beat_f1",
+    "melody_accuracy",
 ]
