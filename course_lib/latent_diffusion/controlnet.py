@@ -21,8 +21,8 @@ grow away from zero as training goes. The base UNet exposes the injection points
 one network takes any subset of controls, each for any part of the time (the rest is left free to
 the model): :func:`control_signal` builds the ``(B, 17, F)`` tensor; training drops controls and time
 spans at random (:class:`ControlNetLoss`), as Music ControlNet does. The signal is average-pooled to
-the latent frame rate, broadcast over the latent's frequency rows together with a row-position
-channel (so the network can tell low from high), and encoded by a small convolutional "hint" network
+the latent frame rate, broadcast over the latent's frequency rows together with row-position features
+(:func:`row_features`, so the network can tell low from high), and encoded by a small convolutional "hint" network
 ending in a zero convolution, added after the copy's stem (ControlNet's ``input_hint_block``).
 
 Notebook: notebooks/09_controlnet.ipynb.
@@ -48,6 +48,18 @@ CONTROLS = ("melody", "dynamics", "rhythm")
 CONTROL_ROWS = {"melody": 12, "dynamics": 1, "rhythm": 1}
 DYNAMICS_CENTER_DB, DYNAMICS_SPAN_DB = -25.0, 10.0  # SynthMusic's loudness lies in about -45 … -10 dB
 SIGNAL_CHANNELS = sum(CONTROL_ROWS.values()) + len(CONTROLS)  # 14 control rows + 3 mask rows = 17
+POSITION_FREQUENCIES = 4  # sinusoids of the latent row position fed to the hint network
+
+
+def row_features(height: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Where each latent row lies: ``y ∈ [-1, 1]`` and ``sin(kπy), cos(kπy)`` for k = 1 … 4, ``(9, height)``.
+
+    A pitch class maps to a few frequency rows (its octaves), a bumpy function of the row; sinusoids of
+    the position let the hint network's small convolutions express it.
+    """
+    y = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)  # (H,)
+    k = torch.arange(1, POSITION_FREQUENCIES + 1, device=device, dtype=dtype)[:, None] * torch.pi  # (K, 1)
+    return torch.cat([y[None], torch.sin(k * y), torch.cos(k * y)])  # (1 + 2K, H)
 
 
 def zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -149,7 +161,7 @@ class ControlNet(nn.Module):
         self.middle = copy.deepcopy(base.middle)
         base_channels, hidden = base.config.base_channels, config.hint_channels
         self.hint = nn.Sequential(
-            nn.Conv2d(config.signal_channels + 1, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(config.signal_channels + 1 + 2 * POSITION_FREQUENCIES, hidden, 3, padding=1), nn.SiLU(),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
             zero_conv(hidden, base_channels),
         )  # fmt: skip
@@ -176,8 +188,8 @@ class ControlNet(nn.Module):
         signal = F.pad(signal, (0, width * r - signal.shape[-1])) if signal.shape[-1] < width * r else signal
         pooled = F.avg_pool1d(signal[..., : width * r], r)  # (B, 17, W)  the latent frame rate
         grid = pooled[:, :, None, :].expand(-1, -1, height, -1)  # (B, 17, H, W)  the same at every row
-        rows = torch.linspace(-1.0, 1.0, height, device=signal.device, dtype=signal.dtype)  # (H,)
-        position = rows[None, None, :, None].expand(signal.shape[0], 1, height, width)  # (B, 1, H, W)
+        position = row_features(height, signal.device, signal.dtype)  # (P, H)
+        position = position[None, :, :, None].expand(signal.shape[0], -1, height, width)  # (B, P, H, W)
         return self.hint(torch.cat([grid, position], dim=1))  # (B, base_channels, H, W)
 
     def forward(
