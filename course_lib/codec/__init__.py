@@ -1,9 +1,20 @@
 """The neural audio codec: residual VQ, a SEANet encoder/decoder, and the GAN pieces that train it.
 
 Lecture sections "Audio Codec" and "Soundstream". Notebook: notebooks/04_neural_codec.ipynb.
-The discriminators and GAN losses are shared with the HiFi-GAN vocoder (notebook 08).
+
+- ``residual_vq``: :class:`ResidualVQ` (levels of ``course_lib.quantize.VectorQuantizer``, quantizer dropout).
+- ``seanet``: the convolutional encoder and decoder; ``model``: :class:`Codec` = encoder + RVQ + decoder.
+- ``discriminators``, ``losses``: SoundStream's and HiFi-GAN's (shared with the vocoder of notebook 08).
+- ``train``: the recipe and command of the shipped checkpoint; ``pretrained``: :func:`load_tiny_codec`.
+- ``codes_file``: the ``.codes`` format of the command line (``python -m course_lib.codec``).
+- ``baselines``: a μ-law/MDCT transform codec and Opus, to compare with.
+
+Tokens for a language model: ``load_tiny_codec().encode(audio)`` gives ``(B, n_q, frames)`` integers
+in [0, 1024) at 50 frames per second, ``n_q`` up to 12 levels (0.5 kbps each).
 """
 
+from course_lib.codec.baselines import MuLawMDCTCodec, imdct, mdct, opus_available, opus_roundtrip
+from course_lib.codec.codes_file import CodesFile, check_codes_model, load_codes, save_codes
 from course_lib.codec.discriminators import (
     DiscriminatorOutput,
     MultiPeriodDiscriminator,
@@ -27,8 +38,30 @@ from course_lib.codec.losses import (
     multi_scale_spectral_loss,
     soundstream_mel_spectrogram,
 )
+from course_lib.codec.model import Codec, CodecConfig, CodecOutput
+from course_lib.codec.pretrained import load_codec, load_tiny_codec
+from course_lib.codec.residual_vq import ResidualVQ, ResidualVQOutput
+from course_lib.codec.seanet import SEANetDecoder, SEANetEncoder
 
 __all__ = [
+    "Codec",
+    "CodecConfig",
+    "CodecOutput",
+    "CodesFile",
+    "MuLawMDCTCodec",
+    "ResidualVQ",
+    "ResidualVQOutput",
+    "SEANetDecoder",
+    "SEANetEncoder",
+    "check_codes_model",
+    "imdct",
+    "load_codec",
+    "load_codes",
+    "load_tiny_codec",
+    "mdct",
+    "opus_available",
+    "opus_roundtrip",
+    "save_codes",
     "SOUNDSTREAM_WEIGHTS",
     "SOUNDSTREAM_WINDOWS",
     "DiscriminatorOutput",

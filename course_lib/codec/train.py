@@ -1,0 +1,260 @@
+"""Train the course's neural codec on SynthMusic with SoundStream's losses: the command behind the shipped checkpoint.
+
+    python -m course_lib.codec.train --scale tiny --out course_lib/checkpoints/codec_tiny.safetensors
+
+One CPU thread by default (``--threads``), seeded: a rerun on one machine gives the same weights.
+
+- **Data**: two-second SynthMusic clips at 16 kHz (``SynthMusic(seed=0)``, the clips of chapters 02 and
+  03); batches of random half-second crops that depend only on the step
+  (:func:`course_lib.quantize.train_vqvae.random_crops`). Held-out clips come from ``seed=1``.
+- **Generator loss**: λ_rec L_G^rec (the multi-scale spectral loss, windows 2^6 ... 2^11) plus the
+  RVQ's commitment losses from the first step; after ``adversarial_start`` steps also
+  λ_adv L_G^adv + λ_feat L_G^feat against a multi-scale STFT discriminator (EnCodec's), trained with
+  the hinge loss L_D (:mod:`course_lib.codec.losses`). A reconstruction-only warm-up before the GAN
+  starts is common practice: the discriminator has little to learn from random noise.
+- **The discriminator step** runs inside the loss function that :class:`course_lib.train.Trainer`
+  calls once per step: first L_D on ``G(x).detach()`` and one step of its own Adam, then the
+  generator's terms with the discriminator frozen. The Trainer then back-propagates L_G and steps
+  the codec's optimizer (with its warm-up/cosine schedule, gradient clipping and AMP on CUDA). To save
+  CPU time the discriminator sees only the first ``disc_batch`` clips of each batch.
+- **Weights**: λ_rec is scaled down because L_G^rec, as the lecture writes it, is a *sum* over frames
+  and windows (about 10^4 for a half-second crop at the start of training); SoundStream's
+  λ_feat / λ_adv = 100 ratio is kept.
+- **Codebooks**: before the first step, :meth:`Codec.initialise_codebooks` runs every RVQ level's
+  k-means initialisation on 32 clips (3,200 frames for 1,024 codes); dead codes are restarted during
+  training (``CodecConfig.dead_code_steps``).
+
+After training, the held-out figures (multi-scale mel distance and SI-SDR for 1 ... 12 levels) are
+stored in the checkpoint's metadata with the command, the steps, the wall time and the threads.
+
+Notebook: notebooks/04_neural_codec.ipynb (trains for a minute with :func:`train_codec`, then loads
+the shipped weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from course_lib.codec.discriminators import MultiScaleSTFTDiscriminator
+from course_lib.codec.losses import (
+    feature_matching_loss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    multi_scale_spectral_loss,
+)
+from course_lib.codec.model import Codec, CodecConfig
+from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.errors import ConfigError
+from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
+from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+TINY_CODEC = CHECKPOINT_DIR / "codec_tiny.safetensors"
+EVAL_N_Q = (1, 2, 3, 4, 6, 8, 12)
+
+
+@dataclasses.dataclass
+class CodecRecipe:
+    """How the codec is trained. Defaults: the tiny recipe; :func:`recipe` gives the full one."""
+
+    steps: int = 3000
+    adversarial_start: int = 2000  # reconstruction-only steps before the GAN terms switch on
+    batch_size: int = 8
+    crop: int = 8000  # samples per training example (0.5 s)
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    final_lr_fraction: float = 0.05
+    disc_lr: float = 2e-4
+    disc_windows: tuple[int, ...] = (512, 256, 128)
+    disc_channels: int = 8
+    disc_batch: int = 4  # clips of each batch the discriminator sees
+    lambda_rec: float = 1e-3
+    lambda_adv: float = 1.0
+    lambda_feat: float = 100.0
+    grad_clip: float | None = 10.0
+    train_clips: int = 512
+    init_clips: int = 32  # clips for the k-means initialisation of the codebooks
+    seed: int = 0
+
+
+FULL = {
+    "steps": 200_000,
+    "adversarial_start": 10_000,
+    "batch_size": 32,
+    "crop": 16_000,
+    "lr": 3e-4,
+    "warmup_steps": 1000,
+    "disc_lr": 3e-4,
+    "disc_windows": (2048, 1024, 512, 256, 128),
+    "disc_channels": 32,
+    "disc_batch": 32,
+    "train_clips": 8192,
+    "init_clips": 64,
+}
+
+
+def recipe(scale: str | None = None, **changes: Any) -> CodecRecipe:
+    """The codec recipe at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden (None: keep)."""
+    base = FULL if get_scale(scale) == "full" else {}
+    return CodecRecipe(**{**base, **{k: v for k, v in changes.items() if v is not None}})
+
+
+class CodecTrainingLoss:
+    """``loss_fn(codec, batch)`` for :class:`course_lib.train.Trainer`: SoundStream's L_G, with the L_D step inside.
+
+    Calls count the steps: from call ``adversarial_start`` on, each call first takes one optimizer
+    step of the discriminator on L_D, then adds the adversarial and feature-matching terms to the
+    generator's loss. Returns the total and every term (for the Trainer's history).
+    """
+
+    def __init__(self, recipe: CodecRecipe, sample_rate: int = 16_000) -> None:
+        self.recipe, self.sample_rate, self.calls = recipe, sample_rate, 0
+        self.discriminator = MultiScaleSTFTDiscriminator(recipe.disc_windows, recipe.disc_channels)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+
+    def __call__(self, codec: Codec, batch: Tensor) -> dict[str, Tensor]:
+        r = self.recipe
+        out = codec(batch)  # a random number of RVQ levels in training (quantizer dropout)
+        reconstruction = multi_scale_spectral_loss(batch, out.audio, self.sample_rate)
+        loss = r.lambda_rec * reconstruction + out.vq.loss
+        terms = {
+            "reconstruction": reconstruction,
+            "commitment": out.vq.commitment_loss,
+            "n_q": torch.tensor(float(out.vq.n_q)),
+            "perplexity_level_1": out.vq.perplexity[0],
+        }
+        if self.calls >= r.adversarial_start:
+            self.discriminator.to(batch.device)
+            real, fake = batch[: r.disc_batch], out.audio[: r.disc_batch]  # (b, T)
+            self.discriminator.requires_grad_(True)
+            loss_d = hinge_discriminator_loss(self.discriminator(real).logits, self.discriminator(fake.detach()).logits)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)  # free the gradients; L_G below adds none
+            self.discriminator.requires_grad_(False)  # the generator's terms train the codec only
+            with torch.no_grad():
+                target = self.discriminator(real)
+            judged = self.discriminator(fake)
+            adversarial = hinge_generator_loss(judged.logits)
+            feature = feature_matching_loss(target.features, judged.features)
+            loss = loss + r.lambda_adv * adversarial + r.lambda_feat * feature
+            terms.update(discriminator=loss_d.detach(), adversarial=adversarial, feature=feature)
+        self.calls += 1
+        return {"loss": loss, **terms}
+
+
+@torch.no_grad()
+def evaluate(codec: Codec, audio: Tensor, n_qs: tuple[int, ...] = EVAL_N_Q) -> dict[int, dict[str, float]]:
+    """Held-out figures per number of levels: ``{n_q: {"kbps", "mel_distance", "si_sdr_db"}}`` (means over clips)."""
+    codec.eval()
+    device = next(codec.parameters()).device
+    audio = audio.to(device)
+    codes = codec.encode(audio)  # (B, N_q, frames): a prefix of the levels is the lower bitrate
+    figures = {}
+    for n_q in n_qs:
+        rebuilt = codec.decode(codes[:, :n_q], length=audio.shape[-1])  # (B, T)
+        figures[n_q] = {
+            "kbps": codec.bitrate(n_q) / 1000,
+            "mel_distance": multi_scale_mel_distance(audio, rebuilt, codec.sample_rate).mean().item(),
+            "si_sdr_db": si_sdr_db(audio, rebuilt).mean().item(),
+        }
+    return figures
+
+
+def train_codec(
+    config: CodecConfig, plan: CodecRecipe, device: str | torch.device | None = None, progress: bool = True
+) -> tuple[Codec, list[dict], float]:
+    """Train a codec from its seed with ``plan``; return (codec in eval mode, history, wall seconds)."""
+    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
+
+    started = time.perf_counter()
+    seed_everything(plan.seed)
+    codec = Codec(config)
+    clips = synth_music_clips(plan.train_clips)  # (N, 32000)
+    if config.kmeans_init:
+        codec.initialise_codebooks(clips[: plan.init_clips])
+    loss = CodecTrainingLoss(plan, config.sample_rate)
+    optimizer = torch.optim.Adam(codec.parameters(), lr=plan.lr, betas=(0.5, 0.9))
+    scheduler = warmup_cosine_schedule(optimizer, plan.steps, plan.warmup_steps, plan.final_lr_fraction)
+    train_config = TrainConfig(
+        steps=plan.steps, lr=plan.lr, log_every=25, seed=plan.seed, grad_clip=plan.grad_clip, progress=progress
+    )
+    trainer = Trainer(codec, loss, train_config, optimizer=optimizer, scheduler=scheduler, device=device)
+    history = trainer.fit(random_crops(clips, plan.batch_size, plan.crop, plan.seed))
+    return codec.eval(), list(history), time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
+    parser.add_argument("--out", type=Path, default=None, help="the .safetensors file to write")
+    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
+    parser.add_argument("--adversarial-start", type=int, help="reconstruction-only steps before the GAN terms")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped file)")
+    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped file), cuda or mps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    args = parser.parse_args(argv)
+    command = "python -m course_lib.codec.train " + shlex.join(sys.argv[1:] if argv is None else argv)
+    scale = get_scale(args.scale)
+    plan = recipe(
+        scale,
+        steps=args.steps,
+        adversarial_start=args.adversarial_start,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        train_clips=args.clips,
+        seed=args.seed,
+    )
+    if plan.init_clips > plan.train_clips:
+        raise ConfigError(f"--clips must be at least {plan.init_clips} (the k-means initialisation uses that many).")
+    device = get_device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    config = CodecConfig.for_scale(scale)
+    codec, history, seconds = train_codec(config, plan, device, progress=not args.no_progress)
+    codec.cpu()
+    figures = evaluate(codec, held_out_clips(8))
+    metadata = {
+        "command": command,
+        "scale": scale,
+        "recipe": dataclasses.asdict(plan),
+        "final_terms": history[-1] if history else {},
+        "held_out": {str(n_q): values for n_q, values in figures.items()},
+        "train_seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "sample_rate": config.sample_rate,
+        "frame_rate": codec.frame_rate,
+    }
+    if args.out is not None:
+        from course_lib.train import save_weights
+
+        save_weights(args.out, codec, metadata)
+    print(f"trained {plan.steps} steps in {seconds:.0f} s" + (f"; wrote {args.out}" if args.out else ""))
+    for n_q, values in figures.items():
+        print(
+            f"  {n_q:>2} levels, {values['kbps']:.1f} kbps: mel distance {values['mel_distance']:.3f}, "
+            f"SI-SDR {values['si_sdr_db']:.1f} dB"
+        )
+    return metadata
+
+
+if __name__ == "__main__":
+    main()
