@@ -95,3 +95,24 @@ def test_shipped_text_to_audio_follows_unseen_captions_above_chance():
     scores = caption_adherence(load_tiny_attribute_classifier("cpu"), audio, captions)
     chance = {"instrument": 1 / 3, "tempo_class": 1 / 3, "drums": 1 / 2}
     assert sum(scores[k] > chance[k] for k in chance) >= 2, scores
+
+
+def test_recipes_and_the_training_control_signal():
+    from course_lib.latent_diffusion.train import random_control_signal, recipe
+
+    assert recipe("ldm", "tiny").cond_drop_prob == 0.1  # AudioLDM's condition dropout
+    assert recipe("controlnet", "tiny").cond_drop_prob == 0.5  # ControlNet's prompt dropout
+    assert recipe("ldm", "tiny").schedule == "scaled_linear" and recipe("ldm", "tiny").prediction_type == "epsilon"
+    assert recipe("vocoder", "tiny").gan_steps < recipe("vocoder", "tiny").steps
+    assert recipe("vae", "full").steps > recipe("vae", "tiny").steps
+    with pytest.raises(ConfigError, match="stage"):
+        recipe("gan")
+    melody = F.one_hot(torch.randint(12, (64, 201)), 12).movedim(-1, 1).float()
+    controls = {"melody": melody, "loudness_db": torch.full((64, 201), -20.0), "beats": torch.zeros(64, 201)}
+    signal = random_control_signal(controls, 208, torch.Generator().manual_seed(0))
+    assert signal.shape == (64, 17, 208) and (signal[..., 201:] == 0).all()
+    masks = signal[:, 14:, :201]  # (64, 3, 201)
+    given = masks.amax(-1)  # which controls each example got
+    assert (given.sum(1) >= 1).all() and (given.sum(1) < 3).any()
+    melody_rows = signal[:, :12, :201].sum(1)  # 1 where the melody is given, 0 elsewhere
+    torch.testing.assert_close(melody_rows, masks[:, 0])

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ TINY_VAE = CHECKPOINT_DIR / "mel_vae_tiny.safetensors"
 TINY_VOCODER = CHECKPOINT_DIR / "hifigan_tiny.safetensors"
 TINY_LDM = CHECKPOINT_DIR / "latent_diffusion_tiny.safetensors"
 TINY_CONTROLNET = CHECKPOINT_DIR / "controlnet_music_tiny.safetensors"
+TINY_JOINT_EMBEDDING = CHECKPOINT_DIR / "joint_embedding_tiny.safetensors"
 TRAIN_COMMAND = "python -m course_lib.latent_diffusion.train --stage {stage} --scale tiny --out {path}"
 STAGE_OF = {
     TINY_VAE.name: "vae",
@@ -88,6 +91,22 @@ def _load(path: Path, model: nn.Module) -> dict[str, Any]:
             "(see README.md, 'Shipped checkpoints')."
         )
     return load_weights(path, model)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file (the models a checkpoint was trained on are recorded by it)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_trained_on(metadata: dict[str, Any], key: str, path: Path, what: str, stage: str) -> None:
+    """Warn when the file at ``path`` is not the one this model was trained with (its hash is in ``metadata[key]``)."""
+    recorded = metadata.get(key)
+    if recorded and path.is_file() and file_sha256(path) != recorded:
+        warnings.warn(
+            f"{path.name} is not the {what} this model was trained with (its weights changed since): its outputs "
+            f"will not match. Retrain with `{TRAIN_COMMAND.format(stage=stage, path='<out>')}`.",
+            stacklevel=3,
+        )
 
 
 def _config(path: Path) -> dict[str, Any]:
@@ -244,6 +263,9 @@ def load_latent_diffusion(
         config[name] = tuple(config[name])
     unet = UNet(UNetConfig(**config))
     metadata = _load(path, unet)
+    if embedding is None:
+        check_trained_on(metadata, "embedding_sha256", TINY_JOINT_EMBEDDING, "joint embedding", "ldm")
+    check_trained_on(metadata, "vae_sha256", Path(vae_path), "VAE", "ldm")
     schedule = NoiseSchedule.from_name(metadata["schedule"], metadata["num_timesteps"], device=device)
     return TextToAudio(
         unet=unet.to(device).eval(),
@@ -265,6 +287,7 @@ def load_controlnet(pipeline: TextToAudio, path: str | Path = TINY_CONTROLNET, s
     config = _config(path)
     controlnet = ControlNet(pipeline.unet, ControlNetConfig(**config))
     controlnet.metadata = _load(path, controlnet)
+    check_trained_on(controlnet.metadata, "base_sha256", TINY_LDM, "latent diffusion model", "controlnet")
     return ControlledUNet(pipeline.unet, controlnet.to(pipeline.device).eval(), strength).eval()
 
 

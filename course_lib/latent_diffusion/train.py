@@ -59,9 +59,11 @@ from course_lib.latent_diffusion.controlnet import (
 )
 from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig, pad_frames
 from course_lib.latent_diffusion.model import (
+    TINY_JOINT_EMBEDDING,
     TINY_LDM,
     TINY_VAE,
     TextToAudio,
+    file_sha256,
     latent_unet_config,
     load_latent_diffusion,
     load_mel_vae,
@@ -372,7 +374,10 @@ def run_ldm(config: RecipeConfig, scale: str, device: torch.device, out: Path, c
     generator = torch.Generator().manual_seed(config.seed)
     ema, history = fit(unet, loss, lambda step: data.batch(config.batch_size, generator), config, device)
     metadata = metadata_for("ldm", config, scale, started, history, command)
-    metadata.update(vae=TINY_VAE.name, embedding="joint_embedding_tiny.safetensors", latent_scale=data.latent_scale)
+    metadata.update(
+        vae=TINY_VAE.name, vae_sha256=file_sha256(TINY_VAE), embedding=TINY_JOINT_EMBEDDING.name,
+        embedding_sha256=file_sha256(TINY_JOINT_EMBEDDING), latent_scale=data.latent_scale,
+    )  # fmt: skip
     save_weights(out, ema, metadata)
     pipeline = load_latent_diffusion(out, device, vocoder_path=None, embedding=embedding)
     metadata.update(evaluate_text_to_audio(pipeline, config.eval_clips, config.eval_steps, config.eval_guidance))
@@ -409,7 +414,7 @@ def run_controlnet(config: RecipeConfig, scale: str, device: torch.device, out: 
     generator = torch.Generator().manual_seed(config.seed)
     _, history = fit(model, loss, lambda step: data.batch(config.batch_size, generator, signal=True), config, device)
     metadata = metadata_for("controlnet", config, scale, started, history, command)
-    metadata.update(base=TINY_LDM.name, controls=list(CONTROLS))
+    metadata.update(base=TINY_LDM.name, base_sha256=file_sha256(TINY_LDM), controls=list(CONTROLS))
     save_weights(out, controlnet.eval(), metadata)
     return metadata
 
