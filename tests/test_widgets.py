@@ -22,7 +22,7 @@ def test_kmeans_playground_redraws_and_its_error_falls_with_the_codebook_size():
     for k in (2, 8, 32):
         panel.controls[0].value = k
         assert f"K = {k} codes → {k.bit_length() - 1} bits" in panel.readout.value
-        errors.append(float(re.search(r"dimension ([\d.]+)", panel.readout.value).group(1)))
+        errors.append(float(re.search(r"error ([\d.]+) per vector", panel.readout.value).group(1)))
         images.append(panel.image.value)
     assert errors[0] > errors[1] > errors[2] and len(set(images)) == 3
 

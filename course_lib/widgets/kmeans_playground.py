@@ -4,8 +4,8 @@ The lecture's picture of vector quantization — a 2-D Gaussian and its 16 code 
 interactive: for each codebook size K the codebook is fitted by k-means
 (:class:`course_lib.quantize.KMeans`), the plane is coloured by nearest code (the Voronoi cells, the
 encoder's decision regions) and the readout gives the bits per vector, log2 K, and the mean squared
-error, which falls by about 6 dB (a factor 4) per extra bit in 2-D once K is large (the high-rate
-rule D ∝ K^(-2/d); Gersho 1979).
+error per vector, which falls by about 3 dB per extra bit in 2-D once K is large (the high-rate rule
+D ∝ K^(-2/d), 6 dB per bit per dimension; Gersho 1979).
 
 Notebook: notebooks/01_kmeans_vq.ipynb.
 """
@@ -47,7 +47,7 @@ def kmeans_playground(
         k = slider.value
         codebook = fitted.setdefault(k, KMeans(n_clusters=k, seed=seed).fit(points))
         cells = codebook.encode(grid).reshape(grid_x.shape).numpy()  # (200, 200): nearest code of each point
-        mse = codebook.inertia_ / points.numel()
+        mse = codebook.inertia_ / len(points)  # per vector, as notebook 01 measures it
         figure, ax = plt.subplots(figsize=(4.2, 3.6))
         ax.imshow(cells, origin="lower", cmap="tab20", alpha=0.35, interpolation="nearest", aspect="auto",
                   extent=(grid_x.min().item(), grid_x.max().item(), grid_y.min().item(), grid_y.max().item()))  # fmt: skip
@@ -55,8 +55,8 @@ def kmeans_playground(
         ax.scatter(*codebook.centers.T.numpy(), s=40, c="crimson", marker="x")
         ax.set(title=f"K = {k}: Voronoi cells of the codebook", xlabel="x1", ylabel="x2")
         readout = (
-            f"K = {k} codes → {math.log2(k):.0f} bits per vector; mean squared error per dimension "
-            f"{mse:.4f} ({10 * math.log10(mse):.1f} dB)"
+            f"K = {k} codes → {math.log2(k):.0f} bits per vector; mean squared error {mse:.4f} per vector "
+            f"({10 * math.log10(mse):.1f} dB)"
         )
         return readout, figure, {}, 0
 

@@ -33,9 +33,9 @@ JPEG_QUALITY = 80
 
 
 def figure_bytes(figure: Figure) -> bytes:
-    """The figure as JPEG bytes (closed afterwards, so no second copy is drawn inline)."""
+    """The figure as JPEG bytes at its own dpi (closed afterwards, so no second copy is drawn inline)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="jpeg", pil_kwargs={"quality": JPEG_QUALITY})
+    figure.savefig(buffer, format="jpeg", dpi=figure.dpi, pil_kwargs={"quality": JPEG_QUALITY})
     plt.close(figure)
     return buffer.getvalue()
 
@@ -76,14 +76,16 @@ class Panel:
 
     def update(self) -> None:
         readout, figure, clips, sample_rate = self.draw()
-        self.readout.value = readout
+        self.image.width = str(round(figure.get_figwidth() * figure.dpi))  # pixels: not stretched to the page
         self.image.value = figure_bytes(figure)
         self.players.value = players_html(clips, sample_rate) if clips else ""
+        self.readout.value = readout  # last: a changed readout means the whole panel is redrawn
 
     def static_html(self) -> str:
         """The current state as plain HTML: readout, figure as an image, players."""
         image = base64.b64encode(self.image.value).decode("ascii")
-        return f'<div>{self.readout.value}</div><img src="data:image/jpeg;base64,{image}"/>{self.players.value}'
+        picture = f'<img width="{self.image.width}" src="data:image/jpeg;base64,{image}"/>'
+        return f"<div>{self.readout.value}</div>{picture}{self.players.value}"
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = self.widget._repr_mimebundle_(**kwargs)  # the live view, for front ends with widgets
