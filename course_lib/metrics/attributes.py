@@ -3,15 +3,24 @@
 **The classifier.** A small VGG-style CNN over the log-mel spectrogram (Simonyan & Zisserman 2015;
 the shape of VGGish, Hershey et al. 2017): 3×3 convolutions with batch norm, each of stride 2 in
 place of VGG's max pooling (an all-convolutional net, Springenberg et al. 2015: three times faster
-on a CPU here), the remaining frequency bands folded into channels, a mean and max over time, one hidden layer (the
-**embedding**), and one linear head per attribute of :attr:`course_lib.data.Clip.labels`:
-instrument, tempo class, drums, dynamics, mode and key. It trains on
-:func:`course_lib.data.splits.training_clips` only and is tested on held-out combinations.
+on a CPU here), the remaining frequency bands folded into channels, a mean and max over time, one
+hidden layer, and one linear head per attribute of :attr:`course_lib.data.Clip.labels`:
+instrument, drums, dynamics, mode and key. It trains on :func:`course_lib.data.splits.training_clips`
+only and is tested on the held-out combinations.
+
+**Why tempo has its own head.** Trained on the training combinations, a tempo head on the CNN's
+features learns a shortcut: in training an FM bell with drums is never slow, so "FM bell + drums"
+means "not slow", and on the held-out combinations (slow FM bell with drums, ...) such a head was
+right only 42% of the time (99% on new clips of seen combinations). A judge of generations from
+held-out captions must not have that prior. So the tempo head sees nothing but rhythm: the
+autocorrelation of the onset envelope (:func:`onset_autocorrelation`), which cannot tell the
+instruments apart; it reaches about 90% on the held-out combinations.
 
 **FAD embedding.** FAD needs an audio embedding that reflects what listeners care about; MusicLM uses
 VGGish, others PANN: both are the penultimate layer of a classifier of real audio. The course's
-counterpart is this classifier's embedding (:meth:`AttributeClassifier.embed`), trained on the
-attributes the captions talk about. It is a different network from the joint embedding that
+counterpart is this classifier's penultimate layer (:meth:`AttributeClassifier.embed`: the CNN's
+hidden layer and the tempo head's, 96 + 32 = 128 values), trained on the attributes the captions
+talk about. It is a different network from the joint embedding that
 conditions the generators, so a generator is not judged by the features it was trained on.
 
 **Inception Score** (Salimans et al. 2016, "Improved Techniques for Training GANs", sec. 4):
@@ -37,6 +46,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from torch import Tensor, nn
 
@@ -65,25 +75,61 @@ ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
 
 @dataclasses.dataclass
 class AttributeClassifierConfig(ScaledConfig):
-    """Sizes of the CNN; defaults are the ``tiny`` preset. ``channels`` per block (each halves time and frequency)."""
+    """Sizes of the classifier; defaults are the ``tiny`` preset.
+
+    ``channels`` per CNN block (each halves time and frequency); ``embedding_dim`` is the CNN's hidden
+    layer, ``tempo_dim`` the tempo head's (the FAD embedding is both: ``embedding_dim + tempo_dim``);
+    ``tempo_lags`` the first and last lag, in frames of 10 ms, of the onset autocorrelation (0.1 to
+    1.1 s: eighth notes at 160 BPM up to a beat at 55 BPM).
+    """
 
     sample_rate: int = 16_000
     n_mels: int = 64
     n_fft: int = 1024
     hop_length: int = 160
     channels: tuple[int, ...] = (16, 32, 64, 128)
-    embedding_dim: int = 128
+    embedding_dim: int = 96
+    tempo_dim: int = 32
+    tempo_lags: tuple[int, int] = (10, 110)
     dropout: float = 0.2
     attributes: tuple[str, ...] = tuple(ATTRIBUTE_CLASSES)
-    full_overrides: ClassVar[dict] = {"channels": (32, 64, 128, 256), "embedding_dim": 256}
+    full_overrides: ClassVar[dict] = {"channels": (32, 64, 128, 256), "embedding_dim": 192, "tempo_dim": 64}
 
     @property
     def mel(self) -> MelConfig:
         return MelConfig(self.sample_rate, self.n_fft, self.hop_length, self.n_mels)
 
 
+def onset_autocorrelation(log_mel: Tensor, lags: tuple[int, int] = (10, 110)) -> Tensor:
+    """How periodic the onsets are: the autocorrelation of the spectral-flux onset envelope at lags ``lags[0] … lags[1]``.
+
+    The onset envelope is the half-wave rectified frame-to-frame rise of the log-mel spectrogram,
+    averaged over bands (spectral flux; Bello et al. 2005), standardised per clip; its autocorrelation
+    ``r(l) = mean_t o(t) o(t + l)`` peaks at the beat period and its multiples, the classic
+    tempo feature (Ellis 2007, "Beat tracking by dynamic programming"; Percival & Tzanetakis 2014).
+    Computed with a zero-padded FFT (Wiener–Khinchin), so all lags cost one transform.
+
+    Args:
+        log_mel: ``(B, M, F)`` log-mel spectrograms.
+        lags: first and last lag in frames (inclusive).
+
+    Returns:
+        ``(B, lags[1] − lags[0] + 1)``; lags longer than the clip read 0.
+    """
+    onset = (log_mel[..., 1:] - log_mel[..., :-1]).clamp_min(0).mean(dim=-2).float()  # (B, F-1)
+    onset = onset - onset.mean(dim=-1, keepdim=True)
+    onset = onset / onset.std(dim=-1, keepdim=True).clamp_min(1e-6)  # (B, n) zero mean, unit variance
+    n = onset.shape[-1]
+    power = torch.fft.rfft(onset, n=2 * n).abs().pow(2)  # (B, n + 1): zero padding makes it linear, not circular
+    sums = torch.fft.irfft(power, n=2 * n)[..., :n]  # (B, n): Σ_t o(t) o(t + l) for l = 0 … n − 1
+    acf = sums / (n - torch.arange(n, device=onset.device))  # (B, n): the mean over the overlap
+    if n <= lags[1]:
+        acf = F.pad(acf, (0, lags[1] + 1 - n))  # (B, lags[1] + 1)
+    return acf[..., lags[0] : lags[1] + 1]  # (B, L)
+
+
 class AttributeClassifier(nn.Module):
-    """Log-mel CNN with one head per SynthMusic attribute (see the module docstring).
+    """Log-mel CNN with one head per SynthMusic attribute, and a tempo head on onset periodicity (module docstring).
 
     Example::
 
@@ -108,14 +154,16 @@ class AttributeClassifier(nn.Module):
         bands = self.config.n_mels
         for _ in self.config.channels:
             bands = (bands - 1) // 2 + 1  # what a stride-2, padding-1, 3x3 convolution leaves
-        if bands < 1:
-            raise ConfigError(f"{len(self.config.channels)} pooling blocks leave no mel band of {self.config.n_mels}.")
-        self.embedding = nn.Sequential(
-            nn.Linear(2 * previous * bands, self.config.embedding_dim), nn.ReLU(), nn.Dropout(self.config.dropout)
-        )
+        self.embedding = nn.Sequential(nn.Linear(2 * previous * bands, self.config.embedding_dim), nn.ReLU())
+        n_lags = self.config.tempo_lags[1] - self.config.tempo_lags[0] + 1
+        self.tempo_embedding = nn.Sequential(nn.Linear(n_lags, self.config.tempo_dim), nn.ReLU())
+        self.dropout = nn.Dropout(self.config.dropout)
         self.heads = nn.ModuleDict(
             {
-                name: nn.Linear(self.config.embedding_dim, len(ATTRIBUTE_CLASSES[name]))
+                name: nn.Linear(
+                    self.config.tempo_dim if name == "tempo_class" else self.config.embedding_dim,
+                    len(ATTRIBUTE_CLASSES[name]),
+                )
                 for name in self.config.attributes
             }
         )
@@ -132,18 +180,24 @@ class AttributeClassifier(nn.Module):
         """``(B, T)`` → ``(B, n_mels, frames)`` natural-log mel spectrogram (the classifier's input)."""
         return log_mel_spectrogram(audio, self.config.mel)
 
-    def embed_log_mel(self, log_mel: Tensor) -> Tensor:
-        """The penultimate layer ``(B, E)`` from log-mel ``(B, M, F)`` (gradients flow; ReLU features)."""
+    def hidden(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
+        """The two hidden layers from log-mel ``(B, M, F)``: the CNN's ``(B, embedding_dim)`` and the tempo head's ``(B, tempo_dim)``."""
         x = ((log_mel - LOG_MEL_MEAN) / LOG_MEL_STD).unsqueeze(1)  # (B, 1, M, F)
         x = self.features(x)  # (B, C, M', F')
         x = x.flatten(1, 2)  # (B, C·M', F'): frequency bands become channels
         pooled = torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)  # (B, 2·C·M')
-        return self.embedding[:2](pooled)  # (B, E), before dropout
+        rhythm = onset_autocorrelation(log_mel, self.config.tempo_lags).to(pooled.dtype)  # (B, L)
+        return self.embedding(pooled), self.tempo_embedding(rhythm)  # (B, E1), (B, E2)
+
+    def embed_log_mel(self, log_mel: Tensor) -> Tensor:
+        """The penultimate layer ``(B, embedding_dim + tempo_dim)`` from log-mel ``(B, M, F)`` (gradients flow)."""
+        return torch.cat(self.hidden(log_mel), dim=1)  # (B, E)
 
     def forward(self, log_mel: Tensor) -> dict[str, Tensor]:
-        """Logits per attribute, ``{name: (B, K)}``, from log-mel ``(B, M, F)``."""
-        hidden = self.embedding[2](self.embed_log_mel(log_mel))  # (B, E), dropout while training
-        return {name: head(hidden) for name, head in self.heads.items()}
+        """Logits per attribute, ``{name: (B, K)}``, from log-mel ``(B, M, F)``; tempo from the tempo head only."""
+        timbre, rhythm = self.hidden(log_mel)  # (B, E1), (B, E2)
+        timbre, rhythm = self.dropout(timbre), self.dropout(rhythm)
+        return {name: head(rhythm if name == "tempo_class" else timbre) for name, head in self.heads.items()}
 
     @torch.no_grad()
     def embed(self, audio: Tensor, batch_size: int = 64) -> Tensor:
