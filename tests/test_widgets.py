@@ -44,3 +44,17 @@ def test_diffusion_scrubber_shows_and_plays_each_step():
 def test_diffusion_scrubber_names_a_shape_mistake():
     with pytest.raises(ConfigError, match=r"squeeze the channel"):
         diffusion_scrubber(torch.zeros(3, 1, 64, 20), [2, 1, 0])
+
+
+def test_codec_explorer_shows_the_bitrate_of_each_number_of_quantizers():
+    from course_lib.codec import Codec, CodecConfig
+    from course_lib.widgets import codec_explorer
+
+    torch.manual_seed(0)
+    codec = Codec(CodecConfig(n_q=4, offered_n_q=(2, 4), codebook_size=16, kmeans_init=False)).eval()
+    panel = codec_explorer(codec, 0.1 * torch.randn(3200))
+    assert f"4 of 4 quantizers → bitrate {codec.bitrate(4) / 1000:.1f} kbps" in panel.readout.value
+    panel.controls[0].value = 1
+    assert f"1 of 4 quantizers → bitrate {codec.bitrate(1) / 1000:.1f} kbps" in panel.readout.value
+    assert codec.bitrate(1) == 50 * 1 * 4  # 50 frames/s x 1 level x log2(16) bits
+    assert panel.players.value.count("<audio") == 2
