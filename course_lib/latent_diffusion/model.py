@@ -208,12 +208,23 @@ class TextToAudio:
         frames, _ = latent_frames(seconds, self.vae, self.unet, self.mel_config)
         return self.vae.decode_to_log_mel(latents.to(self.device), frames).float().cpu()
 
+    @property
+    def best_vocoder(self) -> str:
+        """``"hifigan"`` if the loaded HiFi-GAN measured closer to held-out originals than Griffin-Lim when it
+        was trained (its metadata), else ``"griffin_lim"`` (the tiny one, after 1,400 CPU steps, is not yet)."""
+        if self.vocoder is None:
+            return "griffin_lim"
+        meta = getattr(self.vocoder, "metadata", {})
+        better = meta.get("hifigan_mel_l1", 0.0) <= meta.get("griffin_lim_mel_l1", float("inf"))
+        return "hifigan" if better else "griffin_lim"
+
     @torch.no_grad()
-    def vocode(self, log_mel: Tensor, seconds: float = 2.0, vocoder: str = "hifigan") -> Tensor:
-        """Log-mel → audio ``(B, seconds · 16000)`` with ``"hifigan"`` (the shipped one) or ``"griffin_lim"``."""
+    def vocode(self, log_mel: Tensor, seconds: float = 2.0, vocoder: str = "auto") -> Tensor:
+        """Log-mel → audio ``(B, seconds · 16000)`` with ``"hifigan"``, ``"griffin_lim"`` or ``"auto"`` (:attr:`best_vocoder`)."""
         length = round(seconds * self.mel_config.sample_rate)
-        if vocoder not in ("hifigan", "griffin_lim"):
-            raise ConfigError(f"Unknown vocoder {vocoder!r}: use 'hifigan' or 'griffin_lim'.")
+        if vocoder not in ("hifigan", "griffin_lim", "auto"):
+            raise ConfigError(f"Unknown vocoder {vocoder!r}: use 'hifigan', 'griffin_lim' or 'auto'.")
+        vocoder = self.best_vocoder if vocoder == "auto" else vocoder
         if vocoder == "griffin_lim" or self.vocoder is None:
             return griffin_lim_vocoder(log_mel, self.mel_config, length=length)
         return self.vocoder.vocode(log_mel, length).cpu()
@@ -226,11 +237,14 @@ class TextToAudio:
         steps: int = 50,
         guidance: float = 3.0,
         generator: torch.Generator | None = None,
-        vocoder: str = "hifigan",
+        vocoder: str = "auto",
         return_log_mel: bool = False,
         model: nn.Module | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Text → audio ``(B, seconds · 16000)`` at 16 kHz (and the log-mel ``(B, 64, frames)`` with ``return_log_mel``)."""
+        """Text → audio ``(B, seconds · 16000)`` at 16 kHz (and the log-mel ``(B, 64, frames)`` with ``return_log_mel``).
+
+        ``vocoder``: ``"auto"`` (:attr:`best_vocoder`), ``"hifigan"`` or ``"griffin_lim"``.
+        """
         captions = [captions] if isinstance(captions, str) else list(captions)
         if not captions or not all(isinstance(c, str) for c in captions):
             raise ConfigError("captions must be a string or a non-empty list of strings.")
@@ -303,14 +317,16 @@ def text_to_audio(
     guidance: float = 3.0,
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
+    vocoder: str = "auto",
 ) -> Tensor:
     """AudioLDM end to end with the shipped tiny models: caption(s) → ``(B, seconds · 16000)`` audio at 16 kHz.
 
     text → ``E^y`` (joint embedding) → ``steps`` DDIM steps in latent space with classifier-free guidance
-    ``guidance`` → VAE decoder → HiFi-GAN. The models are loaded once and kept.
+    ``guidance`` → VAE decoder → vocoder (``"auto"``: HiFi-GAN when it measured better than Griffin-Lim,
+    which the tiny one does not yet; or ``"hifigan"``, ``"griffin_lim"``). The models are loaded once and kept.
 
     Example::
 
         audio = text_to_audio("a fast FM-bell melody in C major with drums", seconds=2.0, steps=50, guidance=3.0)
     """
-    return _shipped_pipeline(str(get_device(device))).generate(caption, seconds, steps, guidance, generator)
+    return _shipped_pipeline(str(get_device(device))).generate(caption, seconds, steps, guidance, generator, vocoder)
