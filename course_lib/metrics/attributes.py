@@ -14,14 +14,16 @@ means "not slow", and on the held-out combinations (slow FM bell with drums, ...
 right only 42% of the time (99% on new clips of seen combinations). A judge of generations from
 held-out captions must not have that prior. So the tempo head sees nothing but rhythm: the
 autocorrelation of the onset envelope (:func:`onset_autocorrelation`), which cannot tell the
-instruments apart; it reaches about 90% on the held-out combinations.
+instruments apart; it reaches 94% on the held-out combinations (98% on seen ones). Mode is the
+weak head (about 62%, chance 50%): a 64-band mel spectrogram blurs the semitones that separate
+major from minor below 1 kHz; the key (12 classes) still reaches about 87%.
 
 **FAD embedding.** FAD needs an audio embedding that reflects what listeners care about; MusicLM uses
 VGGish, others PANN: both are the penultimate layer of a classifier of real audio. The course's
 counterpart is this classifier's penultimate layer (:meth:`AttributeClassifier.embed`: the CNN's
 hidden layer and the tempo head's, 96 + 32 = 128 values), trained on the attributes the captions
-talk about. It is a different network from the joint embedding that
-conditions the generators, so a generator is not judged by the features it was trained on.
+talk about. It is a different network from the joint embedding that conditions the generators, so
+a generator is not judged by the features it was trained on.
 
 **Inception Score** (Salimans et al. 2016, "Improved Techniques for Training GANs", sec. 4):
 ``IS = exp(E_x KL(p(y|x) ‖ p(y)))`` with ``p(y) = E_x p(y|x)``. It is high when each clip is

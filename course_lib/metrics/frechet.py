@@ -132,6 +132,8 @@ def fad_infinity(
     steps: int = 15,
     min_n: int | None = None,
     seed: int = 0,
+    subsample_background: bool = False,
+    repeats: int = 1,
 ) -> FADInfinity:
     """FAD extrapolated to an infinite evaluation set: FAD at several sizes n, a line in 1/n, its intercept.
 
@@ -141,8 +143,10 @@ def fad_infinity(
     2020; fadtk's ``score_inf``). fadtk draws each subset *with* replacement; here the subsets are drawn
     *without* replacement, so that the variance of a subset's mean, ``(1/n − 1/N) σ²`` for N embeddings,
     makes the line pass through the infinite-set value rather than through the value of the N-point set
-    (with replacement, the intercept keeps the finite set's bias ``c / N``). The background's own bias
-    stays: use a background set larger than the evaluation set.
+    (with replacement, the intercept keeps the finite set's bias ``c / N``). With a fixed background
+    its own bias stays in the intercept (about the FAD of two real sets of the background's size):
+    use a background set much larger than the evaluation set, or ``subsample_background=True``, which
+    draws n background embeddings too, so that both biases shrink as 1/n and the intercept loses both.
 
     Args:
         background: ``(N_b, E)`` embeddings of real audio.
@@ -152,16 +156,19 @@ def fad_infinity(
         min_n: the smallest size; default ``max(N_e // 5, E + 2)`` (below E + 1 points the covariance
             is singular and the 1/n law no longer holds).
         seed: seeds the random subsets.
+        subsample_background: also draw a random n-subset of the background for each n (needs
+            ``N_b ≥`` the largest size); default False, fadtk's fixed background.
+        repeats: FAD is averaged over this many random subsets per size (less noise in the fit).
 
     Notebook: notebooks/06_text_to_music.ipynb.
     """
-    mean_b, cov_b = gaussian_statistics(background)
+    reference = _embedding_matrix(background, "background")
     values = _embedding_matrix(evaluation, "evaluation")
     count, dims = values.shape
-    if dims != mean_b.size:
+    if dims != reference.shape[1]:
         raise ConfigError(
-            f"background embeddings have {mean_b.size} dimensions and evaluation ones {dims}: embed both sets "
-            "with the same model."
+            f"background embeddings have {reference.shape[1]} dimensions and evaluation ones {dims}: embed both "
+            "sets with the same model."
         )
     if sizes is None:
         low = min_n if min_n is not None else max(count // 5, dims + 2)
@@ -175,12 +182,24 @@ def fad_infinity(
         raise ConfigError(
             f"sizes must hold at least two subset sizes between 2 and {count} (the evaluation set), got {sizes}."
         )
+    if subsample_background and max(sizes) > reference.shape[0]:
+        raise ConfigError(
+            f"subsample_background needs at least {max(sizes)} background embeddings (the largest size), got "
+            f"{reference.shape[0]}: pass more background clips or smaller sizes."
+        )
     rng = np.random.default_rng(seed)
+    mean_b, cov_b = gaussian_statistics(reference)
+    if repeats < 1:
+        raise ConfigError(f"repeats must be at least 1, got {repeats}.")
     points = []
     for n in sizes:
-        subset = values[rng.choice(count, size=n, replace=False)]  # (n, E)
-        mean_e, cov_e = subset.mean(axis=0), np.atleast_2d(np.cov(subset, rowvar=False))
-        points.append((int(n), frechet_distance(mean_b, cov_b, mean_e, cov_e)))
+        scores_n = []
+        for _ in range(repeats):
+            mean_e, cov_e = gaussian_statistics(values[rng.choice(count, size=n, replace=False)])  # n of N_e
+            if subsample_background:
+                mean_b, cov_b = gaussian_statistics(reference[rng.choice(reference.shape[0], size=n, replace=False)])
+            scores_n.append(frechet_distance(mean_b, cov_b, mean_e, cov_e))
+        points.append((int(n), float(np.mean(scores_n))))
     inverse = 1.0 / np.array([n for n, _ in points], dtype=np.float64)  # (S,)
     scores = np.array([score for _, score in points])  # (S,)
     slope, intercept = np.polyfit(inverse, scores, 1)
