@@ -13,8 +13,9 @@ c.CourseDirectory.course_id = "audio-music-generation"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# A test cell the submission deleted is put back (and graded) rather than silently missing.
-c.OverwriteCells.add_missing_cells = True
+# A test cell the submission deleted is put back (and graded) by `grade.py collect`: nbgrader's own
+# OverwriteCells.add_missing_cells crashes when the cell before it is a read-only, ungraded one.
+c.OverwriteCells.add_missing_cells = False
 
 # Autograde: the notebook runs in the sandbox, each test cell's hidden part runs here, outside it.
 c.Autograde.autograde_preprocessors = [

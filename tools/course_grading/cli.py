@@ -120,7 +120,11 @@ def collect_folder(course: Course, assignment: str, folder: Path, student: str |
     """Collect ``folder`` (one sub-folder per student) for ``assignment``; returns the report's text."""
     if not (course.root / "release" / assignment).is_dir():
         raise GradingError(f"{assignment} was not released yet: run `grade.py release {assignment}` first.")
-    report = collect(course.root, assignment, folder, course.notebooks(assignment), student)
+    released = {
+        name: nbformat.read(course.root / "release" / assignment / f"{name}.ipynb", as_version=4)
+        for name in course.notebooks(assignment)
+    }
+    report = collect(course.root, assignment, folder, released, student)
     course.lock()
     return f"collected {len(report.students)} submission(s) of {assignment}:\n{report.summary()}"
 
@@ -148,22 +152,33 @@ def autograde(
     students = sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir()) if submitted.is_dir() else []
     if student is not None:
         students = [s for s in students if s == student]
+    failed = []
     if students:
         args = ["autograde", assignment, "--force", *options]
         if student is not None:
             args.append(f"--student={student}")
-        course.nbgrader(*args)
+        completed = course.nbgrader(*args, check=False)
+        log = completed.stdout + completed.stderr
+        failed = [s for s in students if f"error processing assignment '{assignment}' for student '{s}'" in log]
+        if completed.returncode != 0 and not failed:
+            raise GradingError(f"`nbgrader {' '.join(args)}` failed:\n" + "\n".join(log.strip().splitlines()[-25:]))
     # Students whose every notebook was unusable were not handed to nbgrader: they get 0, on record.
     ungradable = []
     for path in sorted((course.root / "grading_notes" / assignment).glob("*.json")):
         if (student is None or path.stem == student) and path.stem not in students:
             ungradable.append(path.stem)
-    if ungradable:
-        _record_zero_submissions(course, assignment, ungradable)
+    if ungradable or failed:
+        _record_zero_submissions(course, assignment, ungradable + failed)
     course.lock()
-    return f"graded {len(students)} submission(s) of {assignment}" + (
-        f"; {len(ungradable)} with no gradable notebook got 0: {', '.join(ungradable)}" if ungradable else ""
-    )
+    summary = f"graded {len(students) - len(failed)} submission(s) of {assignment}"
+    if ungradable:
+        summary += f"; {len(ungradable)} with no gradable notebook got 0: {', '.join(ungradable)}"
+    if failed:
+        raise GradingError(
+            f"{summary}; nbgrader failed on {', '.join(failed)} (0 points recorded): rerun with "
+            f"`nbgrader autograde {assignment} --student=ID` in {course.root} to see why."
+        )
+    return summary
 
 
 def _record_zero_submissions(course: Course, assignment: str, students: list[str]) -> None:
@@ -188,6 +203,12 @@ def export(course: Course, to: Path | None = None, assignments: list[str] | None
 
     pages: list[Path] = []
     chosen = course.pick(assignments)
+    with Gradebook(f"sqlite:///{course.root / 'gradebook.db'}") as gradebook:
+        released = {a.name for a in gradebook.assignments}
+    unreleased = [a for a in chosen if a not in released]
+    if assignments and unreleased:
+        raise GradingError(f"{', '.join(unreleased)} was never released here: run `grade.py release` first.")
+    chosen = [a for a in chosen if a in released]
     for assignment in chosen:
         if (course.root / "autograded").is_dir() and any((course.root / "autograded").glob(f"*/{assignment}")):
             course.nbgrader("generate_feedback", assignment, "--force")
@@ -204,6 +225,8 @@ def export(course: Course, to: Path | None = None, assignments: list[str] | None
     args = ["export", f"--to={destination}"]
     if assignments:
         args.append(f"--assignment={json.dumps(chosen)}")
+    if not chosen:
+        raise GradingError("Nothing to export: no assignment was released and graded in this course folder yet.")
     course.nbgrader(*args)
     course.lock()
     return destination, pages

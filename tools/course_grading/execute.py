@@ -127,11 +127,9 @@ class SandboxedExecute(NbGraderPreprocessor):
         namespace = hidden.hidden_namespace(student)
         replay: list[str] = []  # code that ran without trouble, re-run after a restart
         truncated: list[int] = []
-        number = 0
-        for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            number += 1
+        code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+        for number, cell in enumerate(code_cells, start=1):
+            last = number == len(code_cells)
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             is_test = grade_id in sources and utils.is_grade(cell) and not utils.is_solution(cell)
             if is_test:
@@ -157,6 +155,21 @@ class SandboxedExecute(NbGraderPreprocessor):
                 events.append(
                     _event("error", f"Code cell {number} raised {result.error[0]}: {result.error[1][:300]}", number)
                 )
+            if result.status == "timeout" and left() <= 1:
+                events.append(
+                    _event(
+                        "time_limit",
+                        f"Code cell {number} was still running when the notebook reached its {limit:.0f}-second time "
+                        "limit: it and the cells after it were not run, and their checks get 0 points.",
+                        number,
+                    )
+                )
+                if is_test:
+                    verdicts[grade_id] = {
+                        "passed": False,
+                        "message": "not checked: the notebook's time limit was reached",
+                    }
+                return
             if result.status == "timeout":
                 events.append(
                     _event(
@@ -167,7 +180,14 @@ class SandboxedExecute(NbGraderPreprocessor):
                     )
                 )
             if result.status == "lost":
-                if not self._recover(kernel, replay, number, result, left, events):
+                why = result.error[1] if result.error else "the kernel died"
+                if last and not is_test:  # nothing left to run: no restart
+                    events.append(
+                        _event(
+                            "kernel_lost", f"The kernel was lost in code cell {number}, the last one ({why}).", number
+                        )
+                    )
+                elif not self._recover(kernel, replay, number, result, left, events):
                     if is_test:
                         verdicts[grade_id] = {
                             "passed": False,
@@ -185,7 +205,7 @@ class SandboxedExecute(NbGraderPreprocessor):
                     verdict = hidden.run_hidden(hidden_code, namespace, grade_id)
                 verdicts[grade_id] = {"passed": verdict.passed, "message": verdict.message}
                 cell.outputs.append(_verdict_output(verdict))
-                if not kernel.alive() and not self._recover(kernel, replay, number, None, left, events):
+                if not kernel.alive() and not last and not self._recover(kernel, replay, number, None, left, events):
                     return
         if truncated:
             cells = ", ".join(str(n) for n in truncated)

@@ -24,6 +24,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 from course_grading.execute import METADATA_KEY
 from course_grading.hidden import split_hidden
+from course_grading.submissions import read_problems
 
 SAFE_MIME_TYPES = ("text/plain", "image/png", "image/jpeg")
 
@@ -56,7 +57,12 @@ class CleanFeedback(NbGraderPreprocessor):
                 score = cell.metadata.nbgrader.get("score")
                 points = cell.metadata.nbgrader.get("points")
                 rows.append((grade_id, score, points, verdict.get("message", "")))
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(_report_markdown(info, rows, report)))
+        notices = []
+        database = str(info.get("db_url", ""))
+        if database.startswith("sqlite:///"):
+            course = Path(database[len("sqlite:///") :]).parent
+            notices = [n.message for n in read_problems(course, info["assignment"], info["student"], "notices")]
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(_report_markdown(info, rows, report, notices)))
         return nb, resources
 
     def _public_sources(self, info: dict) -> dict[str, str]:
@@ -90,7 +96,7 @@ def _points(value: object) -> str:
     return "–" if value is None else f"{float(value):g}"
 
 
-def _report_markdown(info: dict, rows: list[tuple], report: dict) -> str:
+def _report_markdown(info: dict, rows: list[tuple], report: dict, notices: list[str] | None = None) -> str:
     score, max_score = info.get("score"), info.get("max_score")
     lines = [
         f"## Grading report: {_escape(info['assignment'])} / {_escape(info['notebook'])}",
@@ -105,10 +111,10 @@ def _report_markdown(info: dict, rows: list[tuple], report: dict) -> str:
     ]
     for grade_id, score_value, points, message in rows:
         lines.append(f"| {_escape(grade_id)} | {_points(score_value)} / {_points(points)} | {_escape(message)} |")
-    events = report.get("events", [])
+    events = [str(notice) for notice in notices or []] + [str(e.get("message", "")) for e in report.get("events", [])]
     if events:
         lines += ["", "**What happened while grading:**", ""]
-        lines += [f"- {_escape(event.get('message', ''))}" for event in events]
+        lines += [f"- {_escape(event)}" for event in events]
     return "\n".join(lines)
 
 

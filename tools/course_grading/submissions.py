@@ -18,7 +18,8 @@ recorded as a *problem* (named in that student's feedback and in the gradebook C
   valid notebook.
 
 Such a notebook gets 0 points without being run. Valid notebooks are re-written (parsed and
-serialised again, so only notebook data goes on) into ``submitted/<id>/<assignment>/``, with a
+serialised again, so only notebook data goes on; nbgrader metadata on cells the assignment does
+not have is dropped; deleted test cells are put back) into ``submitted/<id>/<assignment>/``, with a
 ``timestamp.txt`` (the student's own, if valid, else the newest file time).
 """
 
@@ -50,7 +51,8 @@ class Problem:
 class StudentSubmission:
     student: str
     collected: list[str] = field(default_factory=list)  # notebook names (without .ipynb) copied
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # notebooks not graded (0 points)
+    notices: list[Problem] = field(default_factory=list)  # graded, but something was put right
 
 
 @dataclass
@@ -71,12 +73,12 @@ def notes_path(course: Path, assignment: str, student: str) -> Path:
     return course / NOTES_DIR / assignment / f"{student}.json"
 
 
-def read_problems(course: Path, assignment: str, student: str) -> list[Problem]:
-    """The problems collect recorded for one student's submission ([] if none or not collected)."""
+def read_problems(course: Path, assignment: str, student: str, kind: str = "problems") -> list[Problem]:
+    """The problems (or with ``kind="notices"``, the notices) collect recorded for one student's submission."""
     path = notes_path(course, assignment, student)
     if not path.is_file():
         return []
-    return [Problem(**entry) for entry in json.loads(path.read_text()).get("problems", [])]
+    return [Problem(**entry) for entry in json.loads(path.read_text()).get(kind, [])]
 
 
 def _check_notebook(path: Path, name: str) -> tuple[nbformat.NotebookNode | None, Problem | None]:
@@ -127,8 +129,51 @@ def _timestamp(folder: Path, files: list[Path]) -> str:
     return datetime.datetime.fromtimestamp(newest, tz=datetime.timezone.utc).isoformat()
 
 
+def _grade_id(cell: nbformat.NotebookNode) -> str | None:
+    meta = cell.metadata.get("nbgrader")
+    return meta.get("grade_id") if isinstance(meta, dict) else None
+
+
+def _sanitize(
+    notebook: nbformat.NotebookNode, released: nbformat.NotebookNode
+) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The submission with only the grading metadata it may carry, and the locked cells it deleted put back.
+
+    nbgrader metadata is dropped from cells the assignment does not have (nbgrader's autograde
+    crashes on a forged grade cell without an id), ours everywhere. Test cells and other locked
+    cells of the student version that the submission deleted are inserted again after the cell
+    that precedes them in the student version (nbgrader's own ``add_missing_cells`` crashes when
+    that cell is not a graded one). Returns the notebook and the restored cells' ids.
+    """
+    known = {_grade_id(c) for c in released.cells} - {None}
+    notebook.metadata.pop("course_grading", None)
+    for cell in notebook.cells:
+        cell.metadata.pop("course_grading", None)
+        if "nbgrader" in cell.metadata and _grade_id(cell) not in known:
+            del cell.metadata["nbgrader"]
+    present = {_grade_id(c) for c in notebook.cells} - {None}
+    restored = []
+    for index, cell in enumerate(released.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if grade_id in present or not meta.get("locked") or meta.get("solution"):
+            continue
+        previous = [_grade_id(c) for c in released.cells[:index] if _grade_id(c) in present]
+        position = 0
+        if previous:
+            position = 1 + max(i for i, c in enumerate(notebook.cells) if _grade_id(c) == previous[-1])
+        notebook.cells.insert(position, nbformat.from_dict(json.loads(json.dumps(cell))))
+        present.add(grade_id)
+        restored.append(grade_id)
+    return notebook, restored
+
+
 def collect(
-    course: Path, assignment: str, folder: Path, notebooks: list[str], student: str | None = None
+    course: Path,
+    assignment: str,
+    folder: Path,
+    notebooks: dict[str, nbformat.NotebookNode],
+    student: str | None = None,
 ) -> CollectReport:
     """Copy ``folder``'s submissions of ``assignment`` into ``course/submitted``, recording problems.
 
@@ -136,7 +181,8 @@ def collect(
         course: the nbgrader course directory.
         assignment: the assignment's name.
         folder: one sub-folder per student id.
-        notebooks: the assignment's notebook names (without ``.ipynb``).
+        notebooks: the assignment's notebook names (without ``.ipynb``), each with its student
+            version (the cells a submission must have).
         student: collect only this student (a re-submission); default all.
 
     Returns:
@@ -180,7 +226,17 @@ def collect(
             if problem:
                 submission.problems.append(problem)
             else:
+                notebook, restored = _sanitize(notebook, notebooks[name])
                 good.append((name, notebook))
+                if restored:
+                    submission.notices.append(
+                        Problem(
+                            name,
+                            "restored_cells",
+                            f"{name}.ipynb lacked {len(restored)} read-only cell(s) of the assignment "
+                            f"({', '.join(restored)}); they were put back and graded.",
+                        )
+                    )
         if good:
             target.mkdir(parents=True)
             for name, notebook in good:
@@ -189,6 +245,14 @@ def collect(
             (target / "timestamp.txt").write_text(_timestamp(entry, [entry / f"{name}.ipynb" for name, _ in good]))
         notes = notes_path(course, assignment, entry.name)
         notes.parent.mkdir(parents=True, exist_ok=True)
-        notes.write_text(json.dumps({"problems": [asdict(p) for p in submission.problems]}, indent=1))
+        notes.write_text(
+            json.dumps(
+                {
+                    "problems": [asdict(p) for p in submission.problems],
+                    "notices": [asdict(p) for p in submission.notices],
+                },
+                indent=1,
+            )
+        )
         report.students.append(submission)
     return report
