@@ -104,7 +104,7 @@ class STFTDiscriminator(nn.Module):
         self.post = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, audio: Tensor) -> tuple[Tensor, list[Tensor]]:
-        wav = _as_waveform(audio)[:, 0]  # (B, T)
+        wav = _as_waveform(audio)[:, 0].float()  # (B, T); float32 also under AMP (no 16-bit FFTs)
         window = _hann(self.window, str(wav.device), wav.dtype)
         spec = torch.stft(wav, self.window, self.hop, window=window, center=True, return_complex=True)  # (B, F, N)
         spec = spec / self.window**0.5

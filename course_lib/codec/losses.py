@@ -134,7 +134,7 @@ def soundstream_mel_spectrogram(audio: Tensor, window: int, sample_rate: int = 1
     bins than there are mel bands, so a few narrow low bands hold no bin at all: they are zero for
     every signal and add nothing to the loss.
     """
-    wav = audio.reshape(-1, audio.shape[-1]) if audio.ndim != 2 else audio  # (B, T)
+    wav = audio.reshape(-1, audio.shape[-1]).float()  # (B, T); float32 also under AMP (no 16-bit FFTs)
     spec = torch.stft(
         wav, window, window // 4, window=_hann(window, str(wav.device), wav.dtype), center=True, return_complex=True
     ).abs()  # (B, F, N)

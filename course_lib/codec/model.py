@@ -16,9 +16,10 @@ III-A/B (:mod:`course_lib.codec.seanet`), the RVQ with quantizer dropout of sec.
 (:mod:`course_lib.codec.residual_vq`), and the losses of sec. III-E (:mod:`course_lib.codec.losses`,
 trained by :mod:`course_lib.codec.train`).
 
-Tiny preset (the defaults): width 8 doubling to 128, one residual unit per block, D = 32; about
-0.36 M parameters in the encoder and decoder plus 12 × 1,024 × 32 codebook entries. Full preset: width
-32 (to 512), three residual units per block (SoundStream's), D = 128.
+Tiny preset (the defaults): width 8 doubling to 128, one residual unit per block, D = 24; 0.37 M
+parameters in the encoder and decoder plus 12 × 1,024 × 24 codebook entries (4 MB in all with the EMA
+statistics: D = 24 rather than 32 keeps the shipped file under 5 MB). Full preset: width 32 (to 512),
+three residual units per block (SoundStream's), D = 128.
 
 Notebook: notebooks/04_neural_codec.ipynb
 """
@@ -60,7 +61,7 @@ class CodecConfig(ScaledConfig):
     beta: float = 0.25  # commitment weight of every level
     decay: float = 0.99  # EMA decay of the codebooks
     kmeans_init: bool = True
-    dead_code_steps: int = 200  # restart a code unused for this many training steps
+    dead_code_steps: int = 30  # restart a code unused for this many training steps (~6,000 frames)
     offered_n_q: tuple[int, ...] = (3, 6, 12)
 
     full_overrides: ClassVar[dict] = {"channels": 32, "residual_units": 3, "latent_dim": 128}
