@@ -15,7 +15,7 @@ PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.course-lib-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install course test lab notebooks book bench gpu-check lint doctor clean
+.PHONY: help install course test lab notebooks book bench gpu-check lint doctor clean assignments
 
 help:
 	@echo "make course     install, execute every notebook (tiny scale), build the HTML book in build/book/"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench      run the benchmarks: a table of ratios against the references, benchmarks/results.json"
 	@echo "make gpu-check  on a CUDA machine: the tests marked cuda, then the benchmarks"
 	@echo "make doctor     check the installation"
+	@echo "make assignments  generate the assignments' student versions (assignments/release/; see assignments/INSTRUCTORS.md)"
 
 install: $(STAMP)
 
@@ -47,6 +48,11 @@ notebooks: $(STAMP)
 course: $(STAMP)
 	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --out build/book
 	@echo "Open build/book/index.html in a browser."
+
+# The student versions of the graded assignments, from their instructor sources (nbgrader generate_assignment).
+# `make test` checks that they are up to date, that the solutions get every point and the student versions none.
+assignments: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) assignments/grade.py release
 
 book: $(STAMP)
 	$(PY) tools/notebooks.py book notebooks/*.ipynb --out build/book

@@ -106,11 +106,16 @@ def _report_markdown(info: dict, rows: list[tuple], report: dict, notices: list[
         "",
         "Each question's hidden checks ran in the grader, outside your notebook, on values taken from it.",
         "",
-        "| question | points | result |",
-        "|---|---|---|",
+        '<table style="border-collapse: collapse;">',
+        "<tr><th style='text-align: left; padding: 2px 12px 2px 0;'>question</th>"
+        "<th style='text-align: left; padding: 2px 12px 2px 0;'>points</th><th style='text-align: left;'>result</th></tr>",
     ]
     for grade_id, score_value, points, message in rows:
-        lines.append(f"| {_escape(grade_id)} | {_points(score_value)} / {_points(points)} | {_escape(message)} |")
+        lines.append(
+            f"<tr><td style='padding: 2px 12px 2px 0;'>{_escape(grade_id)}</td>"
+            f"<td style='padding: 2px 12px 2px 0;'>{_points(score_value)} / {_points(points)}</td><td>{_escape(message)}</td></tr>"
+        )
+    lines.append("</table>")
     events = [str(notice) for notice in notices or []] + [str(e.get("message", "")) for e in report.get("events", [])]
     if events:
         lines += ["", "**What happened while grading:**", ""]
