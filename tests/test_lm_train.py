@@ -113,3 +113,21 @@ def test_the_commands_train_and_write_loadable_files(tmp_path, monkeypatch, caps
         assert loaded.model.config.condition_dim == (6 if stage == "coarse" else 0)
     assert "null condition" in capsys.readouterr().out  # the coarse stage reports what the condition is worth
     assert len(list((tmp_path / "data" / "lm_tokens").iterdir())) == 2  # training and validation tokens, shared
+
+
+def test_a_file_made_with_another_joint_embedding_is_refused():
+    from lm_stand_ins import StandInEmbedding
+
+    from course_lib.errors import CheckpointError
+    from course_lib.lm.data import weights_fingerprint
+    from course_lib.lm.pretrained import check_embedding
+
+    made_with, other = StandInEmbedding(), StandInEmbedding()
+    torch.nn.init.zeros_(other.projection.weight)
+    metadata = {
+        "embedding_fingerprint": weights_fingerprint(made_with),
+        "command": "python -m course_lib.lm.train --stage coarse",
+    }
+    check_embedding(metadata, made_with, "coarse stage")  # the same weights: fine
+    with pytest.raises(CheckpointError, match="retrain it with `python -m course_lib.lm.train --stage coarse`"):
+        check_embedding(metadata, other, "coarse stage")

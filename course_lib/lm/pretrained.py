@@ -99,6 +99,19 @@ def load_semantic_tokenizer(
     return tokenizer.to(get_device(device))
 
 
+def check_embedding(metadata: dict[str, Any], embedding: Any, name: str) -> None:
+    """Raise if ``embedding`` is not the joint embedding a file was trained with (when its metadata says)."""
+    from course_lib.lm.data import weights_fingerprint
+
+    expected = metadata.get("embedding_fingerprint")
+    if expected and weights_fingerprint(embedding) != expected:
+        raise CheckpointError(
+            f"The {name} was made with another joint embedding (fingerprint {expected}, this one "
+            f"{weights_fingerprint(embedding)}): retrain it with `{metadata.get('command', 'python -m course_lib.lm.train')}`, "
+            "or load the joint embedding it was made with."
+        )
+
+
 def load_tiny_delay_lm(device: str | torch.device | None = None) -> PretrainedLM:
     """Chapter 05's delay-layout model over the tiny codec's first 4 levels (``lm_delay_tiny.safetensors``)."""
     return load_lm(TINY_FILES["delay"], device)
@@ -133,7 +146,14 @@ def load_tiny_audiolm(
                 f"The {name} stage was trained on the tokens of another codec (fingerprint {expected}, this codec "
                 f"{codec.fingerprint()}): retrain it with `{stage.metadata.get('command', 'python -m course_lib.lm.train')}`."
             )
+    if embedding is None:
+        from course_lib.joint_embedding import load_tiny_joint_embedding
+
+        embedding = load_tiny_joint_embedding(device)
     tokenizer = load_semantic_tokenizer(TINY_FILES["tokenizer"], embedding, device)
+    check_embedding(tokenizer.metadata, embedding, "semantic tokenizer")
+    for name in ("semantic", "coarse"):
+        check_embedding(stages[name].metadata, embedding, f"{name} stage")
     return AudioLM(
         stages["semantic"].model, stages["coarse"].model, stages["fine"].model, tokenizer, codec,
         stages["semantic"].layout, stages["coarse"].layout, stages["fine"].layout,

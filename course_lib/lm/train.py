@@ -50,7 +50,7 @@ from torch import Tensor
 from course_lib.config import get_device, get_scale, seed_everything
 from course_lib.errors import ConfigError
 from course_lib.lm.audiolm import SemanticTokenizer, SemanticTokenizerConfig
-from course_lib.lm.data import TokenData, prepare_token_data, random_batches
+from course_lib.lm.data import TokenData, prepare_token_data, random_batches, weights_fingerprint
 from course_lib.lm.musiclm import condition_dropout_mask
 from course_lib.lm.sequences import CoarseSequence, DelaySequence, FineSequence, SemanticSequence
 from course_lib.lm.transformer import LMConfig, TokenLM, next_token_loss
@@ -92,8 +92,8 @@ TINY: dict[str, dict[str, Any]] = {
     "tokenizer": {"steps": 0},
     "delay": {"steps": 2500, "batch_size": 16},
     "semantic": {"steps": 1200, "batch_size": 32, "condition_dropout": 0.3, "model": {"n_layers": 3}},
-    "coarse": {"steps": 1600, "batch_size": 12, "condition_dropout": 0.3},
-    "fine": {"steps": 1600, "batch_size": 12},
+    "coarse": {"steps": 1200, "batch_size": 12, "condition_dropout": 0.3},
+    "fine": {"steps": 1200, "batch_size": 12},
 }
 FULL: dict[str, dict[str, Any]] = {
     "tokenizer": {"steps": 0, "tokenizer_clips": 8000, "n_semantic": 256},
@@ -316,6 +316,7 @@ def run_tokenizer(plan: LMRecipe, device: torch.device, out: Path, command: str)
         "stage": "tokenizer",
         "recipe": dataclasses.asdict(plan),
         "encoder": "course_lib.joint_embedding (tiny): audio_frames, 25 Hz",
+        "embedding_fingerprint": weights_fingerprint(embedding),
         "inertia_per_frame": tokenizer.inertia_,
         "clusters_used": int(tokens.unique().numel()),
         **_run_facts(started, command),
@@ -351,6 +352,7 @@ def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, token
         "recipe": dataclasses.asdict(plan),
         "layout": {"name": type(layout).__name__, **dataclasses.asdict(layout)},
         "codec_fingerprint": None if codec is None else codec.fingerprint(),
+        "embedding_fingerprint": weights_fingerprint(embedding),
         "frame_rate": None if codec is None else codec.frame_rate,
         "n_frames": n_frames,
         "n_semantic_tokens": n_semantic_tokens,
@@ -368,6 +370,7 @@ def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, token
 def _run_facts(started: float, command: str) -> dict:
     return {
         "train_seconds": round(time.perf_counter() - started, 1),
+        "cpu_seconds": round(time.process_time(), 1),  # the whole process: data, training, evaluation
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
