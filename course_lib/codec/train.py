@@ -84,6 +84,7 @@ class CodecRecipe:
     grad_clip: float | None = 10.0
     train_clips: int = 512
     init_clips: int = 32  # clips for the k-means initialisation of the codebooks
+    log_every: int = 25  # steps per entry of the history
     seed: int = 0
 
 
@@ -176,7 +177,7 @@ class TrainingRun(NamedTuple):
     """What :func:`train_codec` returns."""
 
     codec: Codec  # in eval mode
-    history: list[dict]  # the Trainer's log, one entry per 25 steps
+    history: list[dict]  # the Trainer's log, one entry per ``log_every`` steps
     seconds: float  # wall time
     cpu_seconds: float  # CPU time of the process (all threads)
 
@@ -197,7 +198,7 @@ def train_codec(
     optimizer = torch.optim.Adam(codec.parameters(), lr=plan.lr, betas=(0.5, 0.9))
     scheduler = warmup_cosine_schedule(optimizer, plan.steps, plan.warmup_steps, plan.final_lr_fraction)
     train_config = TrainConfig(
-        steps=plan.steps, lr=plan.lr, log_every=25, seed=plan.seed, grad_clip=plan.grad_clip, progress=progress
+        steps=plan.steps, lr=plan.lr, log_every=plan.log_every, seed=plan.seed, grad_clip=plan.grad_clip, progress=progress
     )
     trainer = Trainer(codec, loss, train_config, optimizer=optimizer, scheduler=scheduler, device=device)
     history = trainer.fit(random_crops(clips, plan.batch_size, plan.crop, plan.seed))
