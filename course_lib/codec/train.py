@@ -198,7 +198,12 @@ def train_codec(
     optimizer = torch.optim.Adam(codec.parameters(), lr=plan.lr, betas=(0.5, 0.9))
     scheduler = warmup_cosine_schedule(optimizer, plan.steps, plan.warmup_steps, plan.final_lr_fraction)
     train_config = TrainConfig(
-        steps=plan.steps, lr=plan.lr, log_every=plan.log_every, seed=plan.seed, grad_clip=plan.grad_clip, progress=progress
+        steps=plan.steps,
+        lr=plan.lr,
+        log_every=plan.log_every,
+        seed=plan.seed,
+        grad_clip=plan.grad_clip,
+        progress=progress,
     )
     trainer = Trainer(codec, loss, train_config, optimizer=optimizer, scheduler=scheduler, device=device)
     history = trainer.fit(random_crops(clips, plan.batch_size, plan.crop, plan.seed))
