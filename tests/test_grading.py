@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from course_grading import cli, feedback, hidden, sandbox, submissions, values  # noqa: E402
+from course_grading import kernel as kernel_module  # noqa: E402
 from course_grading.kernel import SandboxedKernel  # noqa: E402
 
 SANDBOX_PROBLEM = sandbox.sandbox_problem()
@@ -280,5 +281,11 @@ print(json.dumps(seen))
             timeout=3,
         )
         assert stubborn.status == "lost" and not kernel.alive(), "a kernel that ignores interrupts is killed"
+
+        # One message larger than the grader accepts disconnects the kernel (the grader never holds it).
+        monkeypatch.setattr(kernel_module, "MAX_MESSAGE_BYTES", 2**20)
+        kernel.restart()
+        huge = kernel.execute("import sys\nsys.stdout.write('x' * 5_000_000)\nsys.stdout.flush()", timeout=4)
+        assert huge.status != "ok" and not huge.outputs
     finally:
         kernel.shutdown()

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import zmq
 from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
 
 from course_grading import sandbox, values
 
 KERNEL_NAME = "course-grading-sandbox"
+MAX_MESSAGE_BYTES = 2 * values.MAX_BYTES + 2**20  # a value at its largest, encoded twice, and headers
 
 
 class KernelLost(Exception):
@@ -120,6 +122,7 @@ class SandboxedKernel:
         self._base: Path | None = None
         self.km: KernelManager | None = None
         self.kc = None
+        self._context: zmq.Context | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -171,7 +174,11 @@ class SandboxedKernel:
         )
         # The launcher's environment replaces (not extends) ours: nothing of the grader's reaches the kernel.
         self.km.start_kernel(env=kernel_env, cwd=str(self._base))
-        self.kc = self.km.client()
+        # One message over MAX_MESSAGE_BYTES disconnects the kernel instead of filling the grader's memory
+        # (the output caps apply only to messages that arrive).
+        self._context = zmq.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.kc = self.km.client(context=self._context)
         self.kc.allow_stdin = False
         self.kc.start_channels()
         try:
@@ -200,6 +207,9 @@ class SandboxedKernel:
             except Exception:  # already gone
                 pass
             self.km = None
+        if self._context is not None:
+            self._context.destroy(linger=0)
+            self._context = None
         if self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None
