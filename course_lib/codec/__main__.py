@@ -17,6 +17,7 @@ Notebook: notebooks/04_neural_codec.ipynb
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,8 @@ def encode_file(args: argparse.Namespace) -> None:
     size = path.stat().st_size
     print(
         f"encoded {source.name} ({duration:.2f} s) at {_kbps_label(kbps)} ({offered[kbps]} levels x "
-        f"{codec.frame_rate:g} frames/s x 10 bits) -> {path} ({size:,} bytes, {8 * size / duration / 1000:.2f} kbps "
+        f"{codec.frame_rate:g} frames/s x {math.log2(codec.codebook_size):g} bits) -> {path} ({size:,} bytes, "
+        f"{8 * size / duration / 1000:.2f} kbps "
         f"with the header); {real_time_factor(duration, seconds):.1f}x real time"
     )
 
