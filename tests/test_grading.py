@@ -287,5 +287,11 @@ print(json.dumps(seen))
         kernel.restart()
         huge = kernel.execute("import sys\nsys.stdout.write('x' * 5_000_000)\nsys.stdout.flush()", timeout=4)
         assert huge.status != "ok" and not huge.outputs
+
+        kernel.restart()
+        sandbox_processes = kernel_module.descendants(kernel.km.provisioner.pid)
+        assert len(sandbox_processes) >= 2, "the sandbox's init and the kernel run under unshare"
     finally:
         kernel.shutdown()
+    alive = [pid for pid in sandbox_processes if kernel_module.running(pid)]
+    assert not alive, f"processes of the sandbox outlived its kernel: {alive}"

@@ -19,6 +19,7 @@ import ast
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -202,11 +203,14 @@ class SandboxedKernel:
             self.kc.stop_channels()
             self.kc = None
         if self.km is not None:
+            launcher = getattr(self.km.provisioner, "pid", None) if self.km.provisioner is not None else None
+            processes = descendants(launcher) if launcher else []
             try:
                 self.km.shutdown_kernel(now=True)
             except Exception:  # already gone
                 pass
             self.km = None
+            _wait_until_gone(processes)
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
@@ -427,6 +431,56 @@ class SandboxedKernel:
             except values.ValueTransportError as error:
                 return {"garbled": str(error)}
         return reply
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc (the sandbox's init, the kernel, what it started)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_until_gone(processes: list[int], seconds: float = 10.0) -> None:
+    """Wait for the sandbox's processes to die with its namespace; kill any that linger."""
+    deadline = time.monotonic() + seconds
+    while any(running(pid) for pid in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in processes:
+        if running(pid) and _belongs_to_sandbox(pid):  # never a process that took a freed pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _belongs_to_sandbox(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+    return str(sandbox.NOBODY) in uid_line.split() or b"course_grading/sandbox.py" in command
 
 
 def _literal_string(text: Any) -> str:
