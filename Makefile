@@ -32,6 +32,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(ENV_DIR)
 	$(PY) -m pip install -e ".[dev]"
+	@# nbgrader (for the assignments' command-line grading) also installs JupyterLab panels students do not need
+	$(PY) -m jupyter labextension disable --level=sys_prefix @jupyter/nbgrader
+	$(PY) -m jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader
 	$(PY) -m course_lib doctor
 	@touch $@
 
