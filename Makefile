@@ -49,7 +49,7 @@ notebooks: $(STAMP)
 	COURSE_SCALE=tiny $(PY) tools/notebooks.py run notebooks/*.ipynb
 
 course: $(STAMP)
-	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --out build/book
+	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
 	@echo "Open build/book/index.html in a browser."
 
 # The student versions of the graded assignments, from their instructor sources (nbgrader generate_assignment).
@@ -58,7 +58,7 @@ assignments: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) assignments/grade.py release
 
 book: $(STAMP)
-	$(PY) tools/notebooks.py book notebooks/*.ipynb --out build/book
+	$(PY) tools/notebooks.py book notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/

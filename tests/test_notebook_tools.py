@@ -37,3 +37,12 @@ def test_clean_drops_timings_and_widget_state(tmp_path):
     assert "widgets" not in notebook.metadata
     assert all("execution" not in cell.metadata for cell in notebook.cells)
     assert notebook.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_book_has_a_page_per_assignment_after_the_chapters(tmp_path):
+    chapter = make_notebook(tmp_path / "00_a.ipynb", "First")
+    task = make_notebook(tmp_path / "01_codebooks.ipynb", "Assignment 1")
+    index = tools.build_book([chapter], tmp_path / "book", run_first=False, assignments=[task]).read_text()
+    assert index.index("First") < index.index("<h2>Assignments</h2>") < index.index("Assignment 1")
+    page = (tmp_path / "book" / "assignment_01_codebooks.html").read_text()
+    assert 'href="00_a.html"' in page and "Text." in page

@@ -1,11 +1,12 @@
 """Execute the course's notebooks and render them into the HTML book.
 
     python tools/notebooks.py run notebooks/*.ipynb                 # re-execute, save outputs in place
-    python tools/notebooks.py book notebooks/*.ipynb --out build/book [--execute]
+    python tools/notebooks.py book notebooks/*.ipynb --out build/book [--execute] [--assignments A.ipynb ...]
 
 ``run`` keeps diffs small: execution timings, widget state and kernel details are dropped, so a
 re-run changes only what the notebook printed or drew. ``book`` writes one page per notebook (in
-file-name order, which is the lecture's order) with previous/next links, and an index page.
+file-name order, which is the lecture's order) and one per assignment (its student version), with
+previous/next links, and an index page.
 """
 
 from __future__ import annotations
@@ -67,10 +68,15 @@ def nav_bar(pages: list[tuple[str, str]], index: int) -> str:
     return '<nav style="font:14px sans-serif;padding:8px 16px;background:#f4f4f4">' + " | ".join(links) + "</nav>"
 
 
-def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
+def build_book(paths: list[Path], out: Path, run_first: bool, assignments: list[Path] = ()) -> Path:
+    """One page per chapter (executed first if ``run_first``), then one per assignment (as students get it)."""
     out.mkdir(parents=True, exist_ok=True)
-    notebooks = [execute(path) if run_first else nbformat.read(path, as_version=4) for path in paths]
-    pages = [(path.stem + ".html", title_of(nb, path.stem)) for path, nb in zip(paths, notebooks, strict=True)]
+    chapters = [execute(path) if run_first else nbformat.read(path, as_version=4) for path in paths]
+    tasks = [nbformat.read(path, as_version=4) for path in assignments]  # student versions: never executed
+    notebooks = chapters + tasks
+    names = [path.stem + ".html" for path in paths] + [f"assignment_{path.stem}.html" for path in assignments]
+    sources = list(paths) + list(assignments)
+    pages = [(name, title_of(nb, path.stem)) for name, nb, path in zip(names, notebooks, sources, strict=True)]
     exporter = HTMLExporter(template_name="lab")
     exporter.mathjax_url = copy_mathjax(out)
     for i, notebook in enumerate(notebooks):
@@ -78,9 +84,18 @@ def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
         bar = nav_bar(pages, i)
         body = _insert_after_body_tag(body, bar).replace("</body>", f"{bar}</body>", 1)
         (out / pages[i][0]).write_text(body, encoding="utf-8")
-    items = "\n".join(
-        f'<li><a href="{name}">{html.escape(title)}</a> <small>({html.escape(path.name)})</small></li>'
-        for (name, title), path in zip(pages, paths, strict=True)
+
+    def listing(entries: list[tuple[str, str]], files: list[Path]) -> str:
+        return "\n".join(
+            f'<li><a href="{name}">{html.escape(title)}</a> <small>({html.escape(path.name)})</small></li>'
+            for (name, title), path in zip(entries, files, strict=True)
+        )
+
+    graded = (
+        "<h2>Assignments</h2><p>Graded with nbgrader: see <code>assignments/INSTRUCTORS.md</code>. Each page "
+        f"shows the student version.</p><ol>{listing(pages[len(paths) :], list(assignments))}</ol>"
+        if assignments
+        else ""
     )
     index = out / "index.html"
     index.write_text(
@@ -88,7 +103,7 @@ def build_book(paths: list[Path], out: Path, run_first: bool) -> Path:
         "<body style='font:16px sans-serif;max-width:760px;margin:40px auto'>"
         "<h1>Audio-Level Music Generation</h1><p>The course's notebooks, executed at the tiny scale, "
         "in the lecture's order: from codebooks to diffusion.</p>"
-        f"<ol>{items}</ol></body></html>",
+        f"<ol start='0'>{listing(pages[: len(paths)], list(paths))}</ol>{graded}</body></html>",
         encoding="utf-8",
     )
     return index
@@ -121,6 +136,7 @@ def main() -> int:
     book.add_argument("paths", nargs="+", type=Path)
     book.add_argument("--out", type=Path, default=Path("build/book"))
     book.add_argument("--execute", action="store_true", help="execute each notebook first (not saved in place)")
+    book.add_argument("--assignments", nargs="*", type=Path, default=[], help="assignment notebooks, one page each")
     args = parser.parse_args()
     os.environ.setdefault("COURSE_SCALE", "tiny")
     paths = sorted(args.paths)
@@ -128,7 +144,7 @@ def main() -> int:
         for path in paths:
             nbformat.write(execute(path), path)
     else:
-        print(f"book: {build_book(paths, args.out, args.execute)}")
+        print(f"book: {build_book(paths, args.out, args.execute, sorted(args.assignments))}")
     return 0
 
 
