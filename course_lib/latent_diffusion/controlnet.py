@@ -20,10 +20,11 @@ grow away from zero as training goes. The base UNet exposes the injection points
 (100 frames/s). Each control comes with a **mask** row, 1 where it is given and 0 where it is not, so
 one network takes any subset of controls, each for any part of the time (the rest is left free to
 the model): :func:`control_signal` builds the ``(B, 17, F)`` tensor; training drops controls and time
-spans at random (:class:`ControlNetLoss`), as Music ControlNet does. The signal is average-pooled to
-the latent frame rate, broadcast over the latent's frequency rows together with row-position features
-(:func:`row_features`, so the network can tell low from high), and encoded by a small convolutional "hint" network
-ending in a zero convolution, added after the copy's stem (ControlNet's ``input_hint_block``).
+spans at random (:func:`random_control_masks`), as Music ControlNet does. A small convolutional "hint"
+network (ControlNet's ``input_hint_block``) reads the signal on the mel grid (each row repeated over
+the 64 bands, plus the melody projected on the mel axis and band-position features), halves the grid
+twice with strided convolutions down to the latent's, and ends in a zero convolution; its output is
+added after the copy's stem.
 
 Notebook: notebooks/09_controlnet.ipynb.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -39,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib.audio import MelConfig, mel_filterbank
 from course_lib.config import ScaledConfig
+from course_lib.control import chroma_filterbank
 from course_lib.diffusion.schedules import NoiseSchedule, check_prediction_type
 from course_lib.diffusion.unet import UNet, timestep_embedding
 from course_lib.errors import ConfigError
@@ -60,6 +64,20 @@ def row_features(height: int, device: torch.device | None = None, dtype: torch.d
     y = torch.linspace(-1.0, 1.0, height, device=device, dtype=dtype)  # (H,)
     k = torch.arange(1, POSITION_FREQUENCIES + 1, device=device, dtype=dtype)[:, None] * torch.pi  # (K, 1)
     return torch.cat([y[None], torch.sin(k * y), torch.cos(k * y)])  # (1 + 2K, H)
+
+
+def melody_to_mel_matrix(mel_config: MelConfig | None = None) -> Tensor:
+    """``(n_mels, 12)``: each mel band's share of each pitch class above middle C (the melody control's high-pass).
+
+    ``Mᵀ`` of the mel filterbank times the chroma filterbank (:func:`course_lib.control.chroma_filterbank`
+    at the mel STFT size), rows normalised by the band's total weight: a one-hot melody frame ``c`` becomes
+    ``M c``, the bands where that pitch class (in any octave) lives.
+    """
+    mel_config = mel_config or MelConfig()
+    mel = mel_filterbank(mel_config)  # (K, M)
+    chroma = chroma_filterbank(mel_config.sample_rate, mel_config.n_fft)  # (12, K)
+    share = mel.T @ chroma.T  # (M, 12)
+    return share / mel.sum(0)[:, None].clamp_min(1e-8)  # (M, 12)
 
 
 def zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -160,11 +178,12 @@ class ControlNet(nn.Module):
         self.encoder = copy.deepcopy(base.encoder)
         self.middle = copy.deepcopy(base.middle)
         base_channels, hidden = base.config.base_channels, config.hint_channels
-        self.hint = nn.Sequential(
-            nn.Conv2d(config.signal_channels + 1 + 2 * POSITION_FREQUENCIES, hidden, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
-            zero_conv(hidden, base_channels),
-        )  # fmt: skip
+        inputs = config.signal_channels + 1 + 1 + 2 * POSITION_FREQUENCIES  # rows, melody on the mel axis, position
+        layers: list[nn.Module] = [nn.Conv2d(inputs, hidden, 3, padding=1), nn.SiLU()]
+        for _ in range(int(math.log2(config.time_downsample))):  # ControlNet's strided hint encoder: mel -> latent grid
+            layers += [nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU()]
+        self.hint = nn.Sequential(*layers, zero_conv(hidden, base_channels))
+        self.register_buffer("melody_to_mel", melody_to_mel_matrix(), persistent=False)
         self.zero_convs = nn.ModuleList([zero_conv(c, c) for c in base.skip_channels])
         middle_channels = base.skip_channels[-1]
         self.middle_zero_conv = zero_conv(middle_channels, middle_channels)
@@ -183,14 +202,22 @@ class ControlNet(nn.Module):
         return emb + projected  # (B, D)
 
     def hint_map(self, signal: Tensor, height: int, width: int) -> Tensor:
-        """Control signal ``(B, 17, F)`` → hint features ``(B, base_channels, height, width)`` (zero at init)."""
+        """Control signal ``(B, 17, F)`` → hint features ``(B, base_channels, height, width)`` (zero at init).
+
+        The hint encoder works on the mel grid (``height · r`` bands × ``width · r`` frames) and halves it
+        ``log2 r`` times with strided convolutions down to the latent grid, as ControlNet's encoder of the
+        condition image does. Its input: the 17 signal rows repeated on every band, the melody projected on
+        the mel axis (each band's share of the wanted pitch class, :func:`melody_to_mel_matrix`), and the
+        band position features.
+        """
         r = self.config.time_downsample
-        signal = F.pad(signal, (0, width * r - signal.shape[-1])) if signal.shape[-1] < width * r else signal
-        pooled = F.avg_pool1d(signal[..., : width * r], r)  # (B, 17, W)  the latent frame rate
-        grid = pooled[:, :, None, :].expand(-1, -1, height, -1)  # (B, 17, H, W)  the same at every row
-        position = row_features(height, signal.device, signal.dtype)  # (P, H)
-        position = position[None, :, :, None].expand(signal.shape[0], -1, height, width)  # (B, P, H, W)
-        return self.hint(torch.cat([grid, position], dim=1))  # (B, base_channels, H, W)
+        frames, bands = width * r, height * r
+        signal = F.pad(signal, (0, frames - signal.shape[-1])) if signal.shape[-1] < frames else signal[..., :frames]
+        grid = signal[:, :, None, :].expand(-1, -1, bands, -1)  # (B, 17, M, F)  the same in every band
+        melody = torch.einsum("mp,bpf->bmf", self.melody_to_mel.to(signal.dtype), signal[:, :12])  # (B, M, F)
+        position = row_features(bands, signal.device, signal.dtype)  # (P, M)
+        position = position[None, :, :, None].expand(signal.shape[0], -1, bands, frames)  # (B, P, M, F)
+        return self.hint(torch.cat([grid, melody[:, None], position], dim=1))  # (B, base_channels, H, W)
 
     def forward(
         self, x: Tensor, t: Tensor, signal: Tensor, cond: Tensor | None = None, cond_mask: Tensor | None = None

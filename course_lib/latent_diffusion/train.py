@@ -111,7 +111,7 @@ TINY: dict[str, dict[str, Any]] = {
     "vae": {},
     "vocoder": {"steps": 1400, "batch_size": 8, "lr": 1e-3, "warmup_steps": 20, "gan_steps": 300, "crop_samples": 6400},
     "ldm": {"steps": 1500, "batch_size": 16, "lr": 1e-3, "ema_decay": 0.995, "train_clips": 1024},
-    "controlnet": {"steps": 600, "batch_size": 16, "lr": 1e-3, "train_clips": 1024, "cond_drop_prob": 0.5},
+    "controlnet": {"steps": 1000, "batch_size": 16, "lr": 1e-3, "train_clips": 1024, "cond_drop_prob": 0.5},
 }
 FULL: dict[str, dict[str, Any]] = {
     "vae": {"steps": 100_000, "batch_size": 32, "lr": 4.5e-5, "warmup_steps": 1000, "train_clips": 8192, "crop_frames": 256},
