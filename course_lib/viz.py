@@ -95,6 +95,16 @@ def plot_spectrogram(
     return ax
 
 
+def mel_axis_position(hz: float | np.ndarray, n_bins: int, f_max: float, f_min: float = 0.0) -> np.ndarray:
+    """Where ``hz`` falls on the y axis that :func:`plot_spectrogram` draws with ``frequency_scale="mel"``.
+
+    Band b is drawn from y = b to b + 1 around its centre frequency, so curves (a pitch, a control) can
+    be drawn over a mel spectrogram at their frequency.
+    """
+    low, high = _hz_to_mel(f_min), _hz_to_mel(f_max)
+    return (_hz_to_mel(np.asarray(hz, dtype=float)) - low) / (high - low) * (n_bins + 1) - 0.5
+
+
 def _hz_to_mel(hz: float) -> float:
     return 2595.0 * np.log10(1.0 + hz / 700.0)
 

@@ -36,3 +36,12 @@ def test_history_from_rows_or_columns():
     assert np.allclose(ax.get_lines()[0].get_xdata(), np.arange(5))
     ax = plot_history({"step": [0, 10], "loss": [2.0, 1.0]}, log_y=True)
     assert ax.get_yscale() == "log"
+
+
+def test_mel_axis_position_puts_a_band_centre_in_the_middle_of_its_row():
+    from course_lib.viz import _hz_to_mel, _mel_to_hz, mel_axis_position
+
+    n_bins, f_max = 64, 8000.0
+    centres = np.linspace(_hz_to_mel(0.0), _hz_to_mel(f_max), n_bins + 2)[1:-1]  # the axis' band centres
+    for band in (0, 10, 63):
+        assert abs(mel_axis_position(_mel_to_hz(centres[band]), n_bins, f_max) - (band + 0.5)) < 1e-9

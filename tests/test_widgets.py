@@ -58,3 +58,21 @@ def test_codec_explorer_shows_the_bitrate_of_each_number_of_quantizers():
     assert f"1 of 4 quantizers → bitrate {codec.bitrate(1) / 1000:.1f} kbps" in panel.readout.value
     assert codec.bitrate(1) == 50 * 1 * 4  # 50 frames/s x 1 level x log2(16) bits
     assert panel.players.value.count("<audio") == 2
+
+
+def test_control_explorer_generates_on_click_and_reports_the_adherence_of_the_controls_given():
+    from course_lib.data.splits import validation_clips
+    from course_lib.latent_diffusion import load_controlnet, load_latent_diffusion
+    from course_lib.widgets import control_explorer
+
+    pipeline = load_latent_diffusion(device="cpu")
+    clips = validation_clips(2)
+    panel = control_explorer(pipeline, load_controlnet(pipeline), clips.audio, clips.captions, steps=2)
+    assert "controls melody of clip 0" in panel.readout.value and "melody accuracy" in panel.readout.value
+    source, given, _ = panel.controls
+    source.value, given.value = 1, ("melody", "dynamics", "rhythm")
+    assert "of clip 0" in panel.readout.value  # nothing is generated until the button is clicked
+    panel.button.click()
+    assert "of clip 1" in panel.readout.value
+    assert all(name in panel.readout.value for name in ("melody accuracy", "dynamics r", "beat F1"))
+    assert panel.players.value.count("<audio") == 2

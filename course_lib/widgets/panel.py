@@ -56,22 +56,29 @@ class Panel:
     Args:
         controls: the sliders and buttons, shown above.
         draw: ``() -> (readout_html, figure, {label: audio}, sample_rate)`` for the controls' current
-            values; called once now and after every change of a control's ``value``.
+            values; called once now, then after every change of a control's ``value`` — or, when a
+            ``button`` is given (for a slow ``draw``), only when it is clicked.
+        button: the button that redraws (it is shown after the controls).
     """
 
     def __init__(
         self,
         controls: list[widgets.Widget],
         draw: Callable[[], tuple[str, Figure, Mapping[str, torch.Tensor], int]],
+        button: widgets.Button | None = None,
     ) -> None:
-        self.controls, self.draw = controls, draw
+        self.controls, self.draw, self.button = controls, draw, button
         self.readout = widgets.HTML()
         self.image = widgets.Image(format="jpeg")
         self.players = widgets.HTML()
         self.update()
-        for control in controls:
-            if hasattr(control, "value"):
-                control.observe(lambda _: self.update(), names="value")
+        if button is not None:
+            button.on_click(lambda _: self.update())
+            controls = [*controls, button]
+        else:
+            for control in controls:
+                if hasattr(control, "value"):
+                    control.observe(lambda _: self.update(), names="value")
         self.widget = widgets.VBox([widgets.HBox(controls), self.readout, self.image, self.players])
 
     def update(self) -> None:
