@@ -34,7 +34,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	@# nbgrader (for the assignments' command-line grading) also installs JupyterLab panels students do not need
 	$(PY) -m jupyter labextension disable --level=sys_prefix @jupyter/nbgrader
-	$(PY) -m jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader
+	$(PY) -m jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader \
+		nbgrader.server_extensions.assignment_list nbgrader.server_extensions.course_list \
+		nbgrader.server_extensions.validate_assignment
 	$(PY) -m course_lib doctor
 	@touch $@
 

@@ -79,7 +79,7 @@ def jupyterlab(root: Path, notebooks: list[str]) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{base}/api/status?token={token}", server, root / "jupyterlab.log")
-        yield f"{base}/lab/tree/{{name}}?token={token}"
+        yield f"{base}/lab/tree/{{name}}?reset&token={token}"  # reset: a fresh workspace, no tabs of earlier tests
     finally:
         server.terminate()
         try:

@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no Chromium at /usr/bin/chromium (apt install chromium)"),
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
-NOTEBOOKS = ["00_audio_and_data.ipynb", "01_kmeans_vq.ipynb"]
+NOTEBOOKS = ["00_audio_and_data.ipynb", "01_kmeans_vq.ipynb", "04_neural_codec.ipynb"]
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,7 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     yield page
+    page.evaluate("() => window.jupyterapp && window.jupyterapp.serviceManager.sessions.shutdownAll()")  # free the CPU
     context.close()
 
 
@@ -69,22 +70,36 @@ def test_notebook_00_runs_and_plays(page, lab):
     assert check_players(page) >= 4
 
 
-def test_notebook_01_kmeans_widget_responds_to_its_slider(page, lab):
-    run_notebook(page, lab, "01_kmeans_vq.ipynb")
-    check_players(page)
-    readout = page.locator(".widget-html-content", has_text="bits per vector").first
-    handle = page.locator(".widget-slider .noUi-handle").first
+def move_slider(page, readout_text: str, key: str) -> tuple[str, str]:
+    """Press ``key`` on the slider of the widget whose readout contains ``readout_text``; the readouts before and after."""
+    widget = page.locator(".widget-vbox", has=page.locator(".widget-html-content", has_text=readout_text)).first
+    readout = widget.locator(".widget-html-content", has_text=readout_text).first
+    handle = widget.locator(".widget-slider .noUi-handle").first
     handle.scroll_into_view_if_needed()
     before = readout.text_content()
     handle.focus()
-    handle.press("ArrowRight")
+    handle.press(key)
     page.wait_for_function(
-        "before => [...document.querySelectorAll('.widget-html-content')].some("
-        "e => e.textContent.includes('bits per vector') && e.textContent !== before)",
-        arg=before,
-        timeout=60_000,
+        "([text, before]) => [...document.querySelectorAll('.widget-html-content')].some("
+        "e => e.textContent.includes(text) && e.textContent !== before)",
+        arg=[readout_text, before],
+        timeout=120_000,
     )
-    after = readout.text_content()
+    return before, readout.text_content()
+
+
+def test_notebook_01_kmeans_widget_responds_to_its_slider(page, lab):
+    run_notebook(page, lab, "01_kmeans_vq.ipynb")
+    before, after = move_slider(page, "bits per vector", "ArrowRight")
     k_before, k_after = (int(re.search(r"K = (\d+)", text).group(1)) for text in (before, after))
     assert k_after == 2 * k_before, (before, after)
     page.screenshot(path=SCREENSHOTS / "01_kmeans_widget.png")
+
+
+def test_notebook_04_runs_plays_and_its_bitrate_slider_redecodes(page, lab):
+    run_notebook(page, lab, "04_neural_codec.ipynb")
+    assert check_players(page) >= 6
+    before, after = move_slider(page, "quantizers → bitrate", "ArrowLeft")
+    kbps_before, kbps_after = (float(re.search(r"bitrate ([\d.]+) kbps", text).group(1)) for text in (before, after))
+    assert (kbps_before, kbps_after) == (6.0, 5.5), (before, after)  # 12 → 11 levels of 0.5 kbps
+    page.screenshot(path=SCREENSHOTS / "04_codec_widget.png")
