@@ -225,10 +225,8 @@ class AudioLM:
                     f"The prompt ({prompt_seconds:.2f} s) must be shorter than the {seconds} s to generate."
                 )
             prompt_semantic = self.tokenizer.encode(prompt_audio)[:, : self.semantic_tokens(prompt_seconds)]  # (B, S0)
-            prompt_codes = self.codec.encode(prompt_audio, n_q=self.n_q)[
-                :, :, : self.frames(prompt_seconds)
-            ]  # (B, Q, T0)
-            prompt_codes = prompt_codes.cpu()
+            codes = self.codec.encode(prompt_audio.to(_module_device(self.codec)), n_q=self.n_q)  # (B, Q, frames)
+            prompt_codes = codes[:, :, : self.frames(prompt_seconds)].cpu()  # (B, Q, T0)
         if condition is not None and condition.shape[0] != batch:
             raise ConfigError(f"condition has {condition.shape[0]} rows for a batch of {batch}: pass one per sequence.")
         timings = {}
