@@ -167,6 +167,8 @@ class AudioLM:
         codec: an object with ``encode(audio, n_q) -> (B, n_q, frames)``, ``decode(codes, length) -> (B, T)``,
             ``frame_rate`` and ``sample_rate`` (the course's :class:`course_lib.codec.Codec`).
         semantic, coarse, fine: the sequence layouts (:mod:`course_lib.lm.sequences`).
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
 
     semantic_model: TokenLM
@@ -294,6 +296,8 @@ def tokens_per_second(frame_rate: float, n_q: int, semantic_rate: float = 0.0) -
     """Tokens a model generates per second of audio: ``frame_rate · n_q`` acoustic + ``semantic_rate`` semantic.
 
     MusicLM: 50 Hz × 12 levels + 25 semantic = 625 tokens/s (the lecture's "slow inference" figure).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     if frame_rate <= 0 or n_q < 0 or semantic_rate < 0 or not math.isfinite(frame_rate):
         raise ConfigError("frame_rate must be positive and n_q, semantic_rate non-negative.")

@@ -118,6 +118,8 @@ def prepare_token_data(
         embedding: the joint embedding (``embed_audio``), or None (no M_A).
         block: clips rendered and encoded at once (memory: block × 32,000 floats).
         cache: read/write ``$COURSE_DATA/lm_tokens/<key>.safetensors``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
     seed, indices = split_indices(split, n_clips)
     key = json.dumps(

@@ -41,6 +41,8 @@ class TokenHistogramProbe:
         probe = TokenHistogramProbe(vocab_size=1024).fit(train.codes[:, 0], train.labels["instrument"])
         probe.predict(generated_codes[:, 0])   # (N,) instrument label ints
         probe.accuracy(valid.codes[:, 0], valid.labels["instrument"])
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
 
     def __init__(self, vocab_size: int) -> None:

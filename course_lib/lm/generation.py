@@ -40,7 +40,10 @@ LogitsProcessor = Callable[[int, Tensor], Tensor]
 
 # ---------------------------------------------------------------------------------------------- filters
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """``logits / temperature`` (τ > 0). τ → 0 approaches greedy decoding (use ``temperature=0`` for argmax)."""
+    """``logits / temperature`` (τ > 0). τ → 0 approaches greedy decoding (use ``temperature=0`` for argmax).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     if temperature <= 0:
         raise ConfigError(
             f"temperature must be > 0 here (got {temperature}); use temperature=0 in sample_from_logits for greedy."
@@ -54,6 +57,8 @@ def top_k_filter(logits: Tensor, k: int | None) -> Tensor:
     ``k=None`` or ``k ≥ V`` keeps everything. Ties at the k-th value are all kept.
 
     Example: ``top_k_filter(tensor([1., 3., 2.]), 2) -> tensor([-inf, 3., 2.])``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     if k is None or k >= logits.shape[-1]:
         return logits
@@ -71,6 +76,8 @@ def top_p_filter(logits: Tensor, p: float | None) -> Tensor:
     keeps everything.
 
     Example: probabilities (0.5, 0.3, 0.2) with p = 0.7 keep the first two (0.5 < 0.7, 0.8 ≥ 0.7).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     if p is None or p >= 1.0:
         return logits
@@ -95,6 +102,8 @@ def sample_from_logits(
 
     ``temperature=0`` returns the argmax (greedy). The draw inverts the cumulative distribution at
     one uniform number per row from ``generator`` (a CPU or same-device generator).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -109,7 +118,10 @@ def sample_from_logits(
 
 
 def guided_logits(conditional: Tensor, unconditional: Tensor, guidance_scale: float) -> Tensor:
-    """Classifier-free guidance on logits: ``ℓ(∅) + w · (ℓ(c) − ℓ(∅))``; w = 1 is the conditional model."""
+    """Classifier-free guidance on logits: ``ℓ(∅) + w · (ℓ(c) − ℓ(∅))``; w = 1 is the conditional model.
+
+    Notebook: notebooks/06_text_to_music.ipynb
+    """
     return unconditional + guidance_scale * (conditional - unconditional)
 
 
@@ -163,6 +175,8 @@ def generate(
 
     Returns:
         ``(B, [K,] T0 + steps)``: the prompt followed by the generated tokens.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     steps = steps_for(steps, seconds, steps_per_second)
     if prompt.ndim not in (2, 3) or prompt.shape[-1] < 1:

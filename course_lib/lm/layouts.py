@@ -52,7 +52,10 @@ def flatten_codes(codes: Tensor) -> Tensor:
 
 
 def unflatten_codes(tokens: Tensor, n_q: int) -> Tensor:
-    """Inverse of :func:`flatten_codes`: ``(B, T·Q) -> (B, Q, T)``."""
+    """Inverse of :func:`flatten_codes`: ``(B, T·Q) -> (B, Q, T)``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     if tokens.ndim != 2 or tokens.shape[1] % n_q:
         raise ConfigError(
             f"unflatten_codes needs (B, T·Q) tokens with a length divisible by n_q={n_q}, got {tuple(tokens.shape)}: "
@@ -67,6 +70,8 @@ def offset_levels(codes: Tensor, codebook_size: int, first_level: int = 0, base:
 
     A flattened sequence mixes levels in one stream; with separate ids the model's one vocabulary can
     tell "code 5 of level 0" from "code 5 of level 3" (AudioLM does the same). ``(B, Q, T) -> (B, Q, T)``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     _check_codes(codes)
     levels = torch.arange(codes.shape[1], device=codes.device).view(1, -1, 1)  # (1, Q, 1)
@@ -106,6 +111,8 @@ def undelay(delayed: Tensor, n_frames: int | None = None) -> Tensor:
     """Inverse of :func:`delay_pattern`: ``(B, Q, S) -> (B, Q, S - Q + 1)`` (or ``n_frames`` frames).
 
     ``out[:, q, t] = delayed[:, q, t + q]``; the pads are dropped.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     _check_codes(delayed, "delayed")
     batch, levels, steps = delayed.shape
@@ -134,7 +141,10 @@ def delay_pad_mask(n_q: int, steps: int, n_frames: int | None = None, device: to
 
 # ------------------------------------------------------------------------------------------ coarse/fine
 def split_coarse_fine(codes: Tensor, n_coarse: int) -> tuple[Tensor, Tensor]:
-    """AudioLM's split: ``(B, Q, T) -> (coarse (B, Q', T), fine (B, Q - Q', T))`` with Q' = ``n_coarse``."""
+    """AudioLM's split: ``(B, Q, T) -> (coarse (B, Q', T), fine (B, Q - Q', T))`` with Q' = ``n_coarse``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     _check_codes(codes)
     if not 0 < n_coarse < codes.shape[1]:
         raise ConfigError(
@@ -145,7 +155,10 @@ def split_coarse_fine(codes: Tensor, n_coarse: int) -> tuple[Tensor, Tensor]:
 
 
 def merge_coarse_fine(coarse: Tensor, fine: Tensor) -> Tensor:
-    """Inverse of :func:`split_coarse_fine`: stack the levels back, ``(B, Q', T), (B, Q - Q', T) -> (B, Q, T)``."""
+    """Inverse of :func:`split_coarse_fine`: stack the levels back, ``(B, Q', T), (B, Q - Q', T) -> (B, Q, T)``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     if coarse.shape[0] != fine.shape[0] or coarse.shape[2] != fine.shape[2]:
         raise ConfigError(
             f"coarse {tuple(coarse.shape)} and fine {tuple(fine.shape)} codes must have the same batch and frames."
@@ -160,6 +173,8 @@ def steps_per_second(layout: str, frame_rate: float, n_q: int, seconds: float = 
     - ``flatten``: Q · frame_rate · seconds (one token per step);
     - ``delay``: frame_rate · seconds + Q - 1 (Q tokens per step, plus the pattern's Q - 1 extra steps);
     - ``coarse_fine``: Q · frame_rate · seconds, shared by two models (Q' · ... + (Q - Q') · ...).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"Unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}.")

@@ -35,21 +35,30 @@ from course_lib.lm.audiolm import AudioLM, AudioLMSample, SamplingOptions
 
 
 def condition_dropout_mask(batch: int, probability: float, generator: torch.Generator | None = None) -> Tensor:
-    """``(batch,)`` bool, True (drop: use the null memory) with ``probability`` for each example."""
+    """``(batch,)`` bool, True (drop: use the null memory) with ``probability`` for each example.
+
+    Notebook: notebooks/06_text_to_music.ipynb
+    """
     if not 0.0 <= probability <= 1.0:
         raise ConfigError(f"condition dropout must be a probability in [0, 1], got {probability}.")
     return torch.rand(batch, generator=generator) < probability  # (B,)
 
 
 def text_conditions(embedding: Any, captions: Sequence[str]) -> Tensor:
-    """M_T: the joint embedding's text vectors of ``captions``, ``(B, D)`` on the CPU."""
+    """M_T: the joint embedding's text vectors of ``captions``, ``(B, D)`` on the CPU.
+
+    Notebook: notebooks/06_text_to_music.ipynb
+    """
     if isinstance(captions, str):
         captions = [captions]
     return embedding.embed_text(list(captions)).float().cpu()
 
 
 def audio_conditions(embedding: Any, audio: Tensor) -> Tensor:
-    """M_A: the joint embedding's audio vectors of ``audio`` (B, T), ``(B, D)`` on the CPU (what training uses)."""
+    """M_A: the joint embedding's audio vectors of ``audio`` (B, T), ``(B, D)`` on the CPU (what training uses).
+
+    Notebook: notebooks/06_text_to_music.ipynb
+    """
     return embedding.embed_audio(audio).float().cpu()
 
 
@@ -69,6 +78,8 @@ def generate_from_text(
     """MusicLM's inference: condition the semantic and coarse stages on M_T of each caption.
 
     ``guidance_scale=1`` is plain conditional sampling; ``> 1`` applies classifier-free guidance.
+
+    Notebook: notebooks/06_text_to_music.ipynb
     """
     for name, model in (("semantic", audiolm.semantic_model), ("coarse", audiolm.coarse_model)):
         if model.config.condition_dim == 0:

@@ -69,7 +69,10 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def load_lm(path: str | Path, device: str | torch.device | None = None) -> PretrainedLM:
-    """Load a language model written by :mod:`course_lib.lm.train`, in float32 and eval mode, on ``device``."""
+    """Load a language model written by :mod:`course_lib.lm.train`, in float32 and eval mode, on ``device``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     config, metadata = read_header(path)
     if "layout" not in metadata:
         raise CheckpointError(f"{path} is not a language model of course_lib.lm.train (its metadata has no layout).")
@@ -113,14 +116,20 @@ def check_embedding(metadata: dict[str, Any], embedding: Any, name: str) -> None
 
 
 def load_tiny_delay_lm(device: str | torch.device | None = None) -> PretrainedLM:
-    """Chapter 05's delay-layout model over the tiny codec's first 4 levels (``lm_delay_tiny.safetensors``)."""
+    """Chapter 05's delay-layout model over the tiny codec's first 4 levels (``lm_delay_tiny.safetensors``).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     return load_lm(TINY_FILES["delay"], device)
 
 
 def load_tiny_semantic_tokenizer(
     device: str | torch.device | None = None, embedding: Any | None = None
 ) -> SemanticTokenizer:
-    """AudioLM's semantic tokens of the course (``lm_semantic_kmeans_tiny.safetensors``)."""
+    """AudioLM's semantic tokens of the course (``lm_semantic_kmeans_tiny.safetensors``).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
+    """
     return load_semantic_tokenizer(TINY_FILES["tokenizer"], embedding, device)
 
 
@@ -132,6 +141,8 @@ def load_tiny_audiolm(
     Args:
         codec: the codec the stages were trained on (default :func:`course_lib.codec.pretrained.load_tiny_codec`).
         embedding: the joint embedding (default: the shipped tiny one); its frames feed the tokenizer.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
     device = get_device(device)
     if codec is None:

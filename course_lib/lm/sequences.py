@@ -69,6 +69,8 @@ class DelaySequence:
 
     Ids per stream: codes ``[0, K)``, ``pad = K`` (the pattern's gaps), ``start = K + 1`` (the first
     column, from which step 0 is predicted). A clip of T frames is ``1 + T + n_q - 1`` columns.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
 
     n_q: int = 4
@@ -135,7 +137,10 @@ class DelaySequence:
 # -------------------------------------------------------------------------------------------- semantic
 @dataclasses.dataclass(frozen=True)
 class SemanticSequence:
-    """AudioLM's first stage: ``[start] z_0 z_1 ...`` over ``n_semantic`` cluster ids (``start = n_semantic``)."""
+    """AudioLM's first stage: ``[start] z_0 z_1 ...`` over ``n_semantic`` cluster ids (``start = n_semantic``).
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
 
     n_semantic: int = 64
 
@@ -172,6 +177,8 @@ class CoarseSequence:
 
     Ids: semantic ``[0, n_semantic)``; coarse level q code c: ``n_semantic + q · K + c``; then
     ``start`` and ``sep``. Only the coarse tokens are targets.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
 
     n_semantic: int = 64
@@ -232,6 +239,8 @@ class FineSequence:
     Ids: level q code c is ``q · K + c`` for every level (coarse q < Q', fine q ≥ Q'); then ``start``
     and ``sep``. Only the fine tokens are targets. ``chunk_frames``: frames per chunk (50 = 1 s at
     50 Hz).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
 
     n_coarse: int = 2

@@ -201,7 +201,10 @@ def fit_lm(
     progress: bool = True,
     log_every: int = 25,
 ) -> list[dict]:
-    """Train ``model`` on ``data`` with the recipe's optimiser and schedule; returns the loss history."""
+    """Train ``model`` on ``data`` with the recipe's optimiser and schedule; returns the loss history.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule
 
     steps = steps or plan.steps
@@ -218,6 +221,8 @@ def unigram_nll(train_tokens: Tensor, eval_tokens: Tensor, vocab_size: int) -> f
 
     Both are ``(N, L, T)``: L levels (or 1), each with its own unigram distribution (add-one smoothed).
     The baseline a language model must beat: it knows how often each code occurs, nothing about context.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     total, count = 0.0, 0
     for level in range(train_tokens.shape[1]):
@@ -233,7 +238,10 @@ def unigram_nll(train_tokens: Tensor, eval_tokens: Tensor, vocab_size: int) -> f
 def evaluate_lm(
     model: TokenLM, plan: LMRecipe, layout: Any, validation: TokenData, train: TokenData
 ) -> dict[str, float]:
-    """Validation cross-entropy (nats/token) of a stage, its unigram baseline, and the null-condition figure."""
+    """Validation cross-entropy (nats/token) of a stage, its unigram baseline, and the null-condition figure.
+
+    Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     model.eval()
     device = next(model.parameters()).device
     rows = torch.arange(len(validation))

@@ -59,6 +59,8 @@ class LMConfig(ScaledConfig):
             With it, every block gets a cross-attention layer over ``condition_tokens`` memory vectors.
         condition_tokens: how many memory vectors the conditioning vector is projected to.
         tie_embeddings: share each stream's input embedding and output head (Press & Wolf 2017).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
 
     vocab_size: int = 1026
@@ -101,6 +103,8 @@ class KVCache:
     cost independent of how long the sequence already is, apart from the attention itself. The
     cross-attention keys and values of the memory never change during generation, so they are
     computed once and kept in ``memory``.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
 
     def __init__(
@@ -146,6 +150,8 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
     ``cos``/``sin`` are ``(T, hd/2)`` for the T positions of ``x``:
     (x_2i, x_2i+1) -> (x_2i cos − x_2i+1 sin, x_2i sin + x_2i+1 cos).
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     even, odd = x[..., 0::2], x[..., 1::2]  # (B, H, T, hd/2) each
     rotated_even = even * cos - odd * sin  # (B, H, T, hd/2)
@@ -427,6 +433,8 @@ def next_token_loss(
         tokens: ``(B, T)`` or ``(B, K, T)`` whole sequences (the first position is the start token).
         target_mask: same shape as ``tokens``, True where a token is a target; False positions (a
             conditioning prefix, the delay pattern's pads) are not scored.
+
+    Notebook: notebooks/05_audio_language_model.ipynb
     """
     logits = model(tokens[..., :-1], condition, drop_condition)  # (B, [K,] T-1, V)
     targets = tokens[..., 1:]  # (B, [K,] T-1)
