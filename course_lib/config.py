@@ -74,6 +74,18 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(name)
 
 
+def training_device(device: str | torch.device | None = None, scale: str | None = None) -> torch.device:
+    """The device a training command runs on: ``device`` or ``$COURSE_DEVICE`` when given, else by scale.
+
+    At the tiny scale the default is the CPU, where the shipped checkpoints were trained (so their
+    commands reproduce them); at the full scale it is the best device here (:func:`get_device`: cuda →
+    mps → cpu). Under ``torchrun`` ``"cuda"`` means this process's GPU (the trainer sets it).
+    """
+    if device is not None or os.environ.get("COURSE_DEVICE"):
+        return get_device(device)
+    return get_device() if get_scale(scale) == "full" else torch.device("cpu")
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())

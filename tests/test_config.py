@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.config import ScaledConfig, data_dir, get_device, get_scale, seed_everything
+from course_lib.config import ScaledConfig, data_dir, get_device, get_scale, seed_everything, training_device
 from course_lib.doctor import FIX_TORCH_PAIR, requirement_checks, summary_line
 from course_lib.errors import ConfigError
 
@@ -38,6 +38,20 @@ def test_device_override_and_missing_cuda(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             get_device("cuda")
+
+
+def test_training_device_is_the_cpu_at_tiny_scale_and_the_best_device_at_full(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.delenv("COURSE_SCALE", raising=False)
+    assert training_device(None, "tiny") == torch.device("cpu")
+    assert training_device(None, None) == torch.device("cpu")
+    assert training_device(None, "full") == get_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device(None, "full") == torch.device("cuda")
+    assert training_device(None, "tiny") == torch.device("cpu")
+    assert training_device("cpu", "full") == torch.device("cpu")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert training_device(None, "full") == torch.device("cpu")
 
 
 def test_seed_everything_repeats_all_generators():

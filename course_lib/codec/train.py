@@ -53,7 +53,7 @@ from course_lib.codec.losses import (
     multi_scale_spectral_loss,
 )
 from course_lib.codec.model import Codec, CodecConfig
-from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
 from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
@@ -222,7 +222,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped file)")
-    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped file), cuda or mps")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     command = "python -m course_lib.codec.train " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if plan.init_clips > plan.train_clips:
         raise ConfigError(f"--clips must be at least {plan.init_clips} (the k-means initialisation uses that many).")
-    device = get_device(args.device)
+    device = training_device(args.device, args.scale)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     config = CodecConfig.for_scale(scale)

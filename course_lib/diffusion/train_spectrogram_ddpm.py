@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
-from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss
 from course_lib.diffusion.losses import DiffusionLoss
@@ -268,7 +268,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     command = "python -m course_lib.diffusion.train_spectrogram_ddpm " + shlex.join(
@@ -285,7 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_clips=args.clips,
         eval_samples=args.eval_samples,
     )
-    device = get_device(args.device)
+    device = training_device(args.device, args.scale)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     if args.stage != "teacher" and args.teacher is None:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig, log_mel_spectrogram
-from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.data import ClipBatch, SynthMusic
 from course_lib.data.splits import held_out_clips, training_clips
 from course_lib.diffusion.losses import DiffusionLoss
@@ -432,7 +432,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     command = "python -m course_lib.latent_diffusion.train " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -446,7 +450,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_clips=args.clips,
         seed=args.seed,
     )
-    device = get_device(args.device)
+    device = training_device(args.device, args.scale)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     runners = {"vae": run_vae, "vocoder": run_vocoder, "ldm": run_ldm, "controlnet": run_controlnet}

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.config import get_device, get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.errors import ConfigError
 from course_lib.lm.audiolm import SemanticTokenizer, SemanticTokenizerConfig
 from course_lib.lm.data import TokenData, prepare_token_data, random_batches, weights_fingerprint
@@ -405,7 +405,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
-    parser.add_argument("--device", default="cpu", help="cpu (default, the shipped files), cuda or mps")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     command = "python -m course_lib.lm.train " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -420,7 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
         validation_clips=args.validation_clips,
         seed=args.seed,
     )
-    device = get_device(args.device)
+    device = training_device(args.device, args.scale)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     if plan.stage == "tokenizer":
