@@ -96,6 +96,37 @@ def measure_codec(quick: bool = False, repeats: int = 3, threads: tuple[int, ...
     return result
 
 
+def ratio_rows(quick: bool = False) -> list[dict]:
+    """The suite's rows (``benchmarks/suite.py``): real-time factors, then mel-distance ratios at equal bitrate."""
+    result = measure_codec(quick, repeats=1 if quick else 3)
+    speed = result["speed"]
+    rows = [
+        {
+            "benchmark": f"codec encode+decode, {name.removeprefix('codec, ')} (× real time)",
+            "ratio": rtf,
+            "goal": "≥ 10× real time" if not quick else None,
+            "met": rtf >= 10 if not quick else None,
+            "detail": f"{result['clips']} held-out clips, {result['audio_seconds']:.0f} s of audio, 6 kbps, CPU"
+            + (f"; Opus process pair {speed['Opus (opusenc + opusdec processes)']:.1f}×" if len(speed) > 3 else ""),
+        }
+        for name, rtf in speed.items()
+        if name.startswith("codec")
+    ]
+    for kbps, row in sorted(result["quality"].items()):
+        for peer in ("mu-law/MDCT", "Opus"):
+            if peer in row and "codec" in row:
+                rows.append(
+                    {
+                        "benchmark": f"mel distance at {kbps:g} kbps: {peer} / codec",
+                        "ratio": row[peer] / row["codec"],
+                        "goal": None,
+                        "met": None,
+                        "detail": f"{row[peer]:.2f} vs {row['codec']:.2f} (multi-scale mel distance, lower is better)",
+                    }
+                )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 clips instead of 32")
