@@ -8,7 +8,7 @@ time there scores low, which is the point), and timed; the ratio achieved / ceil
 machine the step uses. Far below 1, the time goes elsewhere: small matrices, memory-bound element-wise
 operations, Python overhead per operation — ``benchmarks/README.md`` says where for each.
 
-    python benchmarks/bench_efficiency.py [--quick] [--device cuda]
+    python benchmarks/bench_efficiency.py [--quick] [--device cuda] [--threads N] [--profile]
 
 ``measure_efficiency`` is the importable version; ``ratio_rows`` gives ``make bench`` its rows.
 """
@@ -48,8 +48,18 @@ def timed(step: Callable[[], None], device: torch.device, repeats: int) -> float
 
 
 def counted_flops(step: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        step()
+    """Matrix-multiply and convolution FLOPs of one ``step``, counted on one thread.
+
+    The counter is a dispatch mode of the calling thread: work that the course hands to a thread pool
+    (``quantize.kmeans.nearest_centers`` on several CPU threads) would not be seen, so count with one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step()
+    finally:
+        torch.set_num_threads(previous)
     return counter.get_total_flops()
 
 
@@ -105,6 +115,29 @@ def workloads(device: torch.device, quick: bool) -> dict[str, Callable[[], None]
     }
 
 
+def profile_cores(quick: bool = False, device: str | None = None, top: int = 6) -> dict[str, list[tuple[str, float]]]:
+    """Per core, the ``top`` operators by self time in one step: ``[(name, share of the step's self time)]``.
+
+    ``torch.profiler`` on the calling thread (run with one thread so nothing hides in a pool).
+    """
+    dev = get_device(device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    shares = {}
+    for name, step in workloads(dev, quick).items():
+        step()  # warm-up
+        with torch.profiler.profile(activities=activities) as profiler:
+            step()
+            _synchronize(dev)
+        events = [e for e in profiler.key_averages() if e.self_device_time_total or e.self_cpu_time_total]
+        key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        total = sum(getattr(e, key) for e in events) or 1.0
+        ranked = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:top]
+        shares[name] = [(e.key, getattr(e, key) / total) for e in ranked]
+    return shares
+
+
 def measure_efficiency(quick: bool = False, device: str | None = None, threads: int | None = None) -> dict:
     """The ceiling and, per core, GFLOP per step, seconds per step and the fraction of the ceiling."""
     dev = get_device(device)
@@ -129,7 +162,7 @@ def measure_efficiency(quick: bool = False, device: str | None = None, threads: 
 
 def ratio_rows(quick: bool = False) -> list[dict]:
     """The suite's rows: each core's achieved FLOP/s as a fraction of the large-matmul ceiling (no goal)."""
-    r = measure_efficiency(quick)
+    r = measure_efficiency(quick, threads=1 if get_device().type == "cpu" else None)
     return [
         {
             "benchmark": f"{name}: achieved FLOP/s / large matmul ({r['device']})",
@@ -147,15 +180,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the course's choice)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's count)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: torch's count)")
+    parser.add_argument("--profile", action="store_true", help="also list each core's most expensive operators")
     args = parser.parse_args()
-    r = measure_efficiency(args.quick, args.device, args.threads)
+    r = measure_efficiency(args.quick, args.device, args.threads or None)
     print(f"{r['device']}, {r['threads']} thread(s): large float32 matmul {r['matmul_gflops']:.0f} GFLOP/s")
     for name, core in r["cores"].items():
         print(
             f"  {name:<38} {core['gflop']:7.2f} GFLOP/step {1000 * core['seconds']:8.1f} ms/step "
             f"{core['gflop'] / core['seconds']:7.1f} GFLOP/s = {100 * core['fraction']:5.1f}% of the matmul"
         )
+    if args.profile:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        for name, ranked in profile_cores(args.quick, args.device).items():
+            print(f"\n{name}: share of the step's operator self time")
+            for op, share in ranked:
+                print(f"  {100 * share:5.1f}%  {op}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,15 @@ One stage per model, each one command (run from the repository root, one CPU thr
     python -m course_lib.latent_diffusion.train --stage ldm --scale tiny --out course_lib/checkpoints/latent_diffusion_tiny.safetensors
     python -m course_lib.latent_diffusion.train --stage controlnet --scale tiny --out course_lib/checkpoints/controlnet_music_tiny.safetensors
 
-The later stages read the earlier ones' shipped files (``ldm`` needs the VAE and the joint embedding,
-``controlnet`` the latent diffusion model), so run them in this order.
+The later stages read earlier stages' files (``ldm`` needs the VAE and the joint embedding,
+``controlnet`` the latent diffusion model and the same VAE and embedding), so run them in this order. By
+default they read the shipped tiny files; a full-scale chain passes its own with ``--vae``,
+``--embedding`` and ``--base``::
+
+    python -m course_lib.latent_diffusion.train --stage ldm --scale full --out ldm_full.safetensors \
+        --vae mel_vae_full.safetensors --embedding joint_embedding_full.safetensors
+    python -m course_lib.latent_diffusion.train --stage controlnet --scale full --out controlnet_full.safetensors \
+        --base ldm_full.safetensors --vae mel_vae_full.safetensors --embedding joint_embedding_full.safetensors
 
 - ``vae`` (:class:`~course_lib.latent_diffusion.MelVAE`): random 64-frame crops of the scaled log-mel
   spectrograms of ``SynthMusic(seed=0)`` clips (audio only: the autoencoder never sees a caption),
@@ -63,6 +70,7 @@ from course_lib.latent_diffusion.model import (
     TINY_LDM,
     TINY_VAE,
     TextToAudio,
+    check_trained_on,
     file_sha256,
     latent_unet_config,
     load_latent_diffusion,
@@ -113,8 +121,9 @@ TINY: dict[str, dict[str, Any]] = {
     "ldm": {"steps": 1500, "batch_size": 16, "lr": 1e-3, "ema_decay": 0.995, "train_clips": 1024},
     "controlnet": {"steps": 1000, "batch_size": 16, "lr": 1e-3, "train_clips": 1024, "cond_drop_prob": 0.5},
 }
+# The VAE's crop_frames must fit in one 2-second clip (201 frames at hop 160): 192 = 1.92 s.
 FULL: dict[str, dict[str, Any]] = {
-    "vae": {"steps": 100_000, "batch_size": 32, "lr": 4.5e-5, "warmup_steps": 1000, "train_clips": 8192, "crop_frames": 256},
+    "vae": {"steps": 100_000, "batch_size": 32, "lr": 4.5e-5, "warmup_steps": 1000, "train_clips": 8192, "crop_frames": 192},
     "vocoder": {"steps": 500_000, "batch_size": 16, "lr": 2e-4, "gan_steps": 400_000, "crop_samples": 8000, "train_clips": 8192},
     "ldm": {"steps": 200_000, "batch_size": 64, "lr": 1e-4, "warmup_steps": 1000, "ema_decay": 0.9999, "train_clips": 8192},
     "controlnet": {"steps": 50_000, "batch_size": 64, "lr": 1e-4, "train_clips": 8192, "cond_drop_prob": 0.5},
@@ -357,14 +366,26 @@ def evaluate_text_to_audio(
     return flat
 
 
-def run_ldm(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
-    """AudioLDM's training: ε-prediction on VAE latents of training clips, conditioned on their own E^x, 10% dropped."""
-    from course_lib.joint_embedding import load_tiny_joint_embedding
+def run_ldm(
+    config: RecipeConfig,
+    scale: str,
+    device: torch.device,
+    out: Path,
+    command: str = "",
+    vae_path: Path = TINY_VAE,
+    embedding_path: Path = TINY_JOINT_EMBEDDING,
+) -> dict:
+    """AudioLDM's training: ε-prediction on VAE latents of training clips, conditioned on their own E^x, 10% dropped.
+
+    ``vae_path`` and ``embedding_path`` are the frozen VAE and joint embedding (default: the shipped tiny ones).
+    """
+    from course_lib.joint_embedding.model import load_joint_embedding
 
     started = time.perf_counter()
     seed_everything(config.seed)
-    vae = load_mel_vae(TINY_VAE, device)
-    embedding = load_tiny_joint_embedding(device)
+    vae_path, embedding_path = Path(vae_path), Path(embedding_path)
+    vae = load_mel_vae(vae_path, device)
+    embedding = load_joint_embedding(embedding_path, device)
     unet = UNet(latent_unet_config(vae.config.latent_channels, embedding.dim, scale))
     data = encode_clips(
         training_clips(config.train_clips), vae, embedding, vae.frame_multiple * unet.size_multiple, device
@@ -375,11 +396,11 @@ def run_ldm(config: RecipeConfig, scale: str, device: torch.device, out: Path, c
     ema, history = fit(unet, loss, lambda step: data.batch(config.batch_size, generator), config, device)
     metadata = metadata_for("ldm", config, scale, started, history, command)
     metadata.update(
-        vae=TINY_VAE.name, vae_sha256=file_sha256(TINY_VAE), embedding=TINY_JOINT_EMBEDDING.name,
-        embedding_sha256=file_sha256(TINY_JOINT_EMBEDDING), latent_scale=data.latent_scale,
+        vae=vae_path.name, vae_sha256=file_sha256(vae_path), embedding=embedding_path.name,
+        embedding_sha256=file_sha256(embedding_path), latent_scale=data.latent_scale,
     )  # fmt: skip
     save_weights(out, ema, metadata)
-    pipeline = load_latent_diffusion(out, device, vocoder_path=None, embedding=embedding)
+    pipeline = load_latent_diffusion(out, device, vae_path=vae_path, vocoder_path=None, embedding=embedding)
     metadata.update(evaluate_text_to_audio(pipeline, config.eval_clips, config.eval_steps, config.eval_guidance))
     save_weights(out, ema, metadata)
     return metadata
@@ -395,14 +416,29 @@ def random_control_signal(controls: dict[str, Tensor], frames: int, generator: t
     return pad_frames(full * rows[:, :, None], frames, value=0.0)[..., :frames]  # (B, 17, frames)
 
 
-def run_controlnet(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
-    """A ControlNet for melody, dynamics and rhythm (with masks) on the frozen shipped latent diffusion model."""
-    from course_lib.joint_embedding import load_tiny_joint_embedding
+def run_controlnet(
+    config: RecipeConfig,
+    scale: str,
+    device: torch.device,
+    out: Path,
+    command: str = "",
+    base_path: Path = TINY_LDM,
+    vae_path: Path = TINY_VAE,
+    embedding_path: Path = TINY_JOINT_EMBEDDING,
+) -> dict:
+    """A ControlNet for melody, dynamics and rhythm (with masks) on a frozen latent diffusion model.
+
+    ``base_path`` is that model (default: the shipped tiny one); ``vae_path`` and ``embedding_path`` must be
+    the VAE and joint embedding it was trained with (a warning says when their hashes differ).
+    """
+    from course_lib.joint_embedding.model import load_joint_embedding
 
     started = time.perf_counter()
     seed_everything(config.seed)
-    embedding = load_tiny_joint_embedding(device)
-    pipeline = load_latent_diffusion(TINY_LDM, device, vocoder_path=None, embedding=embedding)
+    base_path, embedding_path = Path(base_path), Path(embedding_path)
+    embedding = load_joint_embedding(embedding_path, device)
+    pipeline = load_latent_diffusion(base_path, device, vae_path=vae_path, vocoder_path=None, embedding=embedding)
+    check_trained_on(pipeline.metadata, "embedding_sha256", embedding_path, "joint embedding", "ldm")
     controlnet = ControlNet(pipeline.unet, ControlNetConfig.for_scale(scale))
     model = ControlledUNet(pipeline.unet, controlnet)
     frame_multiple = pipeline.vae.frame_multiple * pipeline.unet.size_multiple
@@ -414,7 +450,7 @@ def run_controlnet(config: RecipeConfig, scale: str, device: torch.device, out: 
     generator = torch.Generator().manual_seed(config.seed)
     _, history = fit(model, loss, lambda step: data.batch(config.batch_size, generator, signal=True), config, device)
     metadata = metadata_for("controlnet", config, scale, started, history, command)
-    metadata.update(base=TINY_LDM.name, base_sha256=file_sha256(TINY_LDM), controls=list(CONTROLS))
+    metadata.update(base=base_path.name, base_sha256=file_sha256(base_path), controls=list(CONTROLS))
     save_weights(out, controlnet.eval(), metadata)
     return metadata
 
@@ -438,6 +474,18 @@ def main(argv: list[str] | None = None) -> dict:
         help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
     )
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--vae", type=Path, default=TINY_VAE, help="the Mel VAE (stages ldm, controlnet; default: tiny)"
+    )
+    parser.add_argument(
+        "--embedding",
+        type=Path,
+        default=TINY_JOINT_EMBEDDING,
+        help="the joint embedding (ldm, controlnet; default: tiny)",
+    )
+    parser.add_argument(
+        "--base", type=Path, default=TINY_LDM, help="the latent diffusion model (controlnet; default: tiny)"
+    )
     args = parser.parse_args(argv)
     command = "python -m course_lib.latent_diffusion.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     scale = get_scale(args.scale)
@@ -454,7 +502,11 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     runners = {"vae": run_vae, "vocoder": run_vocoder, "ldm": run_ldm, "controlnet": run_controlnet}
-    metadata = runners[args.stage](config, scale, device, args.out, command)
+    parents = {
+        "ldm": {"vae_path": args.vae, "embedding_path": args.embedding},
+        "controlnet": {"base_path": args.base, "vae_path": args.vae, "embedding_path": args.embedding},
+    }.get(args.stage, {})
+    metadata = runners[args.stage](config, scale, device, args.out, command, **parents)
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final {metadata['final']}")
     return metadata
