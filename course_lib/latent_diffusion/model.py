@@ -292,16 +292,20 @@ def load_latent_diffusion(
     )
 
 
-def load_controlnet(pipeline: TextToAudio, path: str | Path = TINY_CONTROLNET, strength: float = 1.0) -> ControlledUNet:
+def load_controlnet(
+    pipeline: TextToAudio, path: str | Path = TINY_CONTROLNET, strength: float = 1.0, base_path: str | Path = TINY_LDM
+) -> ControlledUNet:
     """The shipped (or a saved) ControlNet on ``pipeline``'s UNet: a :class:`ControlledUNet` in eval mode.
 
     Pass it as ``model=`` to :meth:`TextToAudio.generate` after binding a signal with ``with_signal``.
+    ``base_path`` is the file of ``pipeline``'s latent diffusion model (default: the shipped tiny one): a
+    warning says when it is not the one the ControlNet was trained on.
     """
     path = Path(path)
     config = _config(path)
     controlnet = ControlNet(pipeline.unet, ControlNetConfig(**config))
     controlnet.metadata = _load(path, controlnet)
-    check_trained_on(controlnet.metadata, "base_sha256", TINY_LDM, "latent diffusion model", "controlnet")
+    check_trained_on(controlnet.metadata, "base_sha256", Path(base_path), "latent diffusion model", "controlnet")
     return ControlledUNet(pipeline.unet, controlnet.to(pipeline.device).eval(), strength).eval()
 
 
