@@ -17,6 +17,16 @@ Five commands, run in this order from the repository root (one CPU thread by def
   condition they are AudioLM's unconditional stages (chapter 05).
 - ``fine``: AudioLM's third stage on 1-second chunks, unconditional.
 
+Every stage reads the frozen models it needs: the joint embedding (``--embedding``), the codec
+(``--codec``) and the semantic tokenizer (``--tokenizer``), by default the shipped tiny files. A
+full-scale chain passes its own (the tokenizer must be fitted on the same embedding; a stage that uses
+semantic tokens checks both)::
+
+    python -m course_lib.lm.train --stage tokenizer --scale full --out kmeans_full.safetensors \
+        --embedding joint_embedding_full.safetensors
+    python -m course_lib.lm.train --stage coarse --scale full --out coarse_full.safetensors \
+        --codec codec_full.safetensors --embedding joint_embedding_full.safetensors --tokenizer kmeans_full.safetensors
+
 Data: :func:`course_lib.lm.data.prepare_token_data` on training clips (no held-out attribute
 combination), cached in ``$COURSE_DATA/lm_tokens`` so the stages share one pass of the codec and the
 embedding; batches drawn as a function of the step. Optimiser: AdamW with MusicGen's betas (0.9, 0.95)
@@ -284,33 +294,47 @@ def evaluate_lm(
 
 
 # ---------------------------------------------------------------------------------------------- running
+def _embedding(path: Path | None, device: torch.device) -> Any:
+    """The joint embedding at ``path``, or the shipped tiny one."""
+    from course_lib.joint_embedding import load_joint_embedding, load_tiny_joint_embedding
+
+    return load_tiny_joint_embedding(device) if path is None else load_joint_embedding(path, device)
+
+
 def _models(
-    device: torch.device, needs_codec: bool, needs_embedding: bool, tokenizer_path: Path | None
+    device: torch.device,
+    needs_codec: bool,
+    needs_embedding: bool,
+    tokenizer_path: Path | None,
+    codec_path: Path | None = None,
+    embedding_path: Path | None = None,
 ) -> tuple[Any, Any, Any]:
-    from course_lib.joint_embedding import load_tiny_joint_embedding
-    from course_lib.lm.pretrained import load_semantic_tokenizer
+    """The frozen codec, joint embedding and semantic tokenizer of a stage (None paths: the shipped tiny files)."""
+    from course_lib.lm.pretrained import check_embedding, load_semantic_tokenizer, read_header
 
     codec = None
     if needs_codec:
-        from course_lib.codec.pretrained import load_tiny_codec
+        from course_lib.codec.pretrained import load_codec, load_tiny_codec
 
-        codec = load_tiny_codec(device)
-    embedding = load_tiny_joint_embedding(device) if needs_embedding else None
+        codec = load_tiny_codec(device) if codec_path is None else load_codec(codec_path, device)
+    embedding = _embedding(embedding_path, device) if needs_embedding or tokenizer_path is not None else None
     tokenizer = None
     if tokenizer_path is not None:
-        tokenizer = load_semantic_tokenizer(tokenizer_path, embedding or load_tiny_joint_embedding(device), device)
+        check_embedding(read_header(tokenizer_path)[1], embedding, f"semantic tokenizer {tokenizer_path}")
+        tokenizer = load_semantic_tokenizer(tokenizer_path, embedding, device)
     return codec, embedding, tokenizer
 
 
-def run_tokenizer(plan: LMRecipe, device: torch.device, out: Path, command: str) -> dict:
-    """Fit the semantic k-means on the joint embedding's frames of ``tokenizer_clips`` training clips."""
+def run_tokenizer(
+    plan: LMRecipe, device: torch.device, out: Path, command: str, embedding_path: Path | None = None
+) -> dict:
+    """Fit the semantic k-means on the joint embedding's frames (``embedding_path``, default: the tiny one)."""
     from course_lib.data.splits import training_clips
-    from course_lib.joint_embedding import load_tiny_joint_embedding
     from course_lib.train import save_weights
 
     started = time.perf_counter()
     seed_everything(plan.seed)
-    embedding = load_tiny_joint_embedding(device)
+    embedding = _embedding(embedding_path, device)
     tokenizer = SemanticTokenizer(
         SemanticTokenizerConfig(
             n_clusters=plan.n_semantic, feature_dim=embedding.config.audio_channels, seed=plan.seed
@@ -323,7 +347,7 @@ def run_tokenizer(plan: LMRecipe, device: torch.device, out: Path, command: str)
     metadata = {
         "stage": "tokenizer",
         "recipe": dataclasses.asdict(plan),
-        "encoder": "course_lib.joint_embedding (tiny): audio_frames, 25 Hz",
+        "encoder": f"course_lib.joint_embedding ({embedding_path or 'tiny'}): audio_frames, 25 Hz",
         "embedding_fingerprint": weights_fingerprint(embedding),
         "inertia_per_frame": tokenizer.inertia_,
         "clusters_used": int(tokens.unique().numel()),
@@ -333,8 +357,20 @@ def run_tokenizer(plan: LMRecipe, device: torch.device, out: Path, command: str)
     return metadata
 
 
-def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, tokenizer_path: Path, command: str) -> dict:
-    """Prepare the tokens, train one stage, evaluate it and save it (float16) with its metadata."""
+def run_stage(
+    plan: LMRecipe,
+    scale: str,
+    device: torch.device,
+    out: Path,
+    tokenizer_path: Path,
+    command: str,
+    codec_path: Path | None = None,
+    embedding_path: Path | None = None,
+) -> dict:
+    """Prepare the tokens, train one stage, evaluate it and save it (float16) with its metadata.
+
+    ``codec_path`` and ``embedding_path``: the frozen codec and joint embedding (None: the shipped tiny ones).
+    """
     from course_lib.train import save_weights
 
     started = time.perf_counter()
@@ -342,7 +378,17 @@ def run_stage(plan: LMRecipe, scale: str, device: torch.device, out: Path, token
     conditioned = plan.stage in ("semantic", "coarse")
     # Every stage that needs codes also computes the semantic tokens and M_A, so that delay, coarse and
     # fine share one cached pass over the clips (the semantic stage needs no codec).
-    codec, embedding, tokenizer = _models(device, plan.stage != "semantic", True, tokenizer_path)
+    paths = {"codec_path": codec_path, "embedding_path": embedding_path}
+    codec, embedding, tokenizer = _models(
+        device, plan.stage != "semantic", True, tokenizer_path, **{k: v for k, v in paths.items() if v is not None}
+    )
+    clusters = tokenizer.config.n_clusters if tokenizer is not None else plan.n_semantic
+    if plan.stage in ("semantic", "coarse") and clusters != plan.n_semantic:
+        raise ConfigError(
+            f"The semantic tokenizer {tokenizer_path} has {clusters} clusters but this {scale} recipe expects "
+            f"{plan.n_semantic}: pass --tokenizer with the file of `python -m course_lib.lm.train --stage tokenizer "
+            f"--scale {scale}`."
+        )
     data_args = {"codec": codec, "n_q": plan.n_q, "tokenizer": tokenizer, "embedding": embedding, "progress": True}
     train_data = prepare_token_data(plan.train_clips, split="training", **data_args)
     validation = prepare_token_data(plan.validation_clips, split="validation", **data_args)
@@ -397,6 +443,10 @@ def main(argv: list[str] | None = None) -> dict:
         default=CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
         help="the semantic tokenizer (stages semantic and coarse)",
     )
+    parser.add_argument("--codec", type=Path, default=None, help="the codec (default: the shipped tiny one)")
+    parser.add_argument(
+        "--embedding", type=Path, default=None, help="the joint embedding (default: the shipped tiny one)"
+    )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
@@ -428,12 +478,12 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     if plan.stage == "tokenizer":
-        metadata = run_tokenizer(plan, device, args.out, command)
+        metadata = run_tokenizer(plan, device, args.out, command, args.embedding)
         print(
             f"wrote {args.out}: {metadata['clusters_used']} of {plan.n_semantic} clusters used, in {metadata['train_seconds']:.0f} s"
         )
         return metadata
-    metadata = run_stage(plan, scale, device, args.out, args.tokenizer, command)
+    metadata = run_stage(plan, scale, device, args.out, args.tokenizer, command, args.codec, args.embedding)
     size = args.out.stat().st_size / 1e6
     extra = (
         f", null condition {metadata['validation_nll_null_condition']:.3f}"
