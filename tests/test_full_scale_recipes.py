@@ -115,3 +115,13 @@ def test_a_tokenizer_fitted_on_another_embedding_is_refused(tmp_path):
     save_weights(other, JointEmbedding(JointEmbeddingConfig()))  # untrained: not the tokenizer's embedding
     with pytest.raises(CheckpointError, match="made with another joint embedding"):
         _models(torch.device("cpu"), False, True, TINY_FILES["tokenizer"], embedding_path=other)
+
+
+def test_the_vocoder_stage_refuses_torchrun(monkeypatch, tmp_path):
+    import course_lib.latent_diffusion.train as train_module
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; the GAN loop has no DistributedDataParallel
+    with pytest.raises(ConfigError, match="Run it in one process"):
+        train_module.run_vocoder(
+            train_module.recipe("vocoder", "full"), "full", torch.device("cpu"), tmp_path / "v.safetensors"
+        )

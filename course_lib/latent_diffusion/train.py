@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import platform
 import shlex
 import sys
@@ -247,7 +248,16 @@ def evaluate_vocoder(vocoder: HiFiGAN, audio: Tensor, n_iter: int = 64) -> dict[
 
 
 def run_vocoder(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
-    """HiFi-GAN on random segments of ``SynthMusic(seed=0)`` clips: mel loss alone first, then with the discriminators."""
+    """HiFi-GAN on random segments of ``SynthMusic(seed=0)`` clips: mel loss alone first, then with the discriminators.
+
+    Its GAN loop is its own, not :class:`course_lib.train.Trainer`'s, so it trains in one process only.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(
+            "The vocoder stage has its own GAN loop without DistributedDataParallel: under torchrun every process "
+            "would train the same copy on the same GPU. Run it in one process: "
+            "python -m course_lib.latent_diffusion.train --stage vocoder ..."
+        )
     started = time.perf_counter()
     seed_everything(config.seed)
     audio = SynthMusic(n_clips=config.train_clips, seconds=2.0, seed=TRAIN_SEED).batch(config.train_clips).audio
