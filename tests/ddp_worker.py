@@ -2,12 +2,15 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py OUT_DIR
 
-writes ``OUT_DIR/{function,loader,vq}.pt`` (rank 0: the weights after training on a batch function, on
-a DataLoader, and of a model with an EMA codebook) and ``OUT_DIR/history.json`` (the logged losses).
+writes ``OUT_DIR/{function,loader,vq,contrastive,inner}.pt`` (rank 0: the weights after training on a
+batch function, on a DataLoader, of a model with an EMA codebook, of a small joint audio-text
+embedding whose contrastive loss needs every process's examples as negatives, and of a model whose
+loss steps its own module outside DDP, as the codec's discriminator) and ``OUT_DIR/history.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,9 +18,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from course_lib.joint_embedding import CaptionTokenizer, JointEmbedding, JointEmbeddingConfig
+from course_lib.joint_embedding.train import contrastive_step
 from course_lib.quantize import VectorQuantizer
 from course_lib.train import TrainConfig, Trainer
-from course_lib.train.distributed import current_context, distributed_loader, init_distributed
+from course_lib.train.distributed import (
+    average_gradients,
+    broadcast_parameters,
+    current_context,
+    distributed_loader,
+    init_distributed,
+)
 
 GLOBAL_BATCH = 8
 STEPS = 6
@@ -67,9 +78,59 @@ def global_vq_batch(step: int) -> torch.Tensor:
     return torch.randn(GLOBAL_BATCH, 4, 16, generator=torch.Generator().manual_seed(step))  # (B, C, T)
 
 
-def train(data, model: torch.nn.Module | None = None, loss_fn=mse) -> tuple[torch.nn.Module, list]:
-    config = TrainConfig(steps=STEPS, lr=0.05, log_every=2, progress=False, grad_clip=0.5)
-    trainer = Trainer(model or make_model(), loss_fn, config, device="cpu")
+CAPTIONS = [
+    "a slow plucked-string melody without drums",
+    "a fast FM-bell tune with drums",
+    "a loud additive-synth line in C major",
+    "a gentle medium-tempo melody with a drum beat",
+]
+
+TOKENIZER = CaptionTokenizer(JointEmbeddingConfig().max_tokens)
+
+
+def make_embedding() -> JointEmbedding:
+    """A small joint embedding without dropout (its random masks would differ between processes)."""
+    torch.manual_seed(0)
+    config = JointEmbeddingConfig(audio_channels=16, text_channels=16, audio_layers=1, text_layers=1, heads=2, dim=8)
+    return JointEmbedding(dataclasses.replace(config, dropout=0.0))
+
+
+def global_contrastive_batch(step: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(step)
+    ids, mask = TOKENIZER([f"{CAPTIONS[i % 4]} at {60 + i} BPM" for i in range(GLOBAL_BATCH)])  # (B, L) each
+    log_mel = torch.randn(GLOBAL_BATCH, 64, 24, generator=generator) - 4.0  # (B, M, F)
+    return {"log_mel": log_mel, "ids": ids, "mask": mask}
+
+
+class InnerStep:
+    """The codec's pattern: a loss function that first steps its own module (a "discriminator") outside DDP."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(1 + current_context().rank)  # different starts: broadcast_parameters must align them
+        self.critic = torch.nn.Linear(1, 1)
+        self.optimizer = torch.optim.SGD(self.critic.parameters(), lr=0.1)
+        self.calls = 0
+
+    def __call__(self, model: torch.nn.Module, batch) -> torch.Tensor:
+        x, y = batch
+        prediction = model(x)  # (b, 1)
+        if self.calls == 0:
+            broadcast_parameters(self.critic)
+        self.calls += 1
+        self.optimizer.zero_grad()
+        torch.nn.functional.mse_loss(self.critic(prediction.detach()), y).backward()
+        average_gradients(self.critic)
+        self.optimizer.step()
+        return torch.nn.functional.mse_loss(prediction, y) + 0.1 * self.critic(prediction).square().mean()
+
+
+def train(data, model: torch.nn.Module | None = None, loss_fn=mse, sgd: bool = False) -> tuple[torch.nn.Module, list]:
+    """``sgd``: plain SGD instead of the Trainer's AdamW, whose m/√v turns float noise in a near-zero
+    gradient into a full-size step (the transformer has many such weights after a few steps)."""
+    config = TrainConfig(steps=STEPS, lr=0.5 if sgd else 0.05, log_every=2, progress=False, grad_clip=0.5)
+    model = model or make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr) if sgd else None
+    trainer = Trainer(model, loss_fn, config, optimizer=optimizer, device="cpu")
     history = trainer.fit(data)
     return trainer.model, history
 
@@ -81,11 +142,19 @@ def main(out_dir: Path) -> None:
     loader = distributed_loader(make_dataset(), batch_size=GLOBAL_BATCH // context.world_size, seed=3)
     by_loader, _ = train(loader)
     vq_model, _ = train(global_vq_batch, TinyVQModel(), lambda model, x: model(x))
+    inner = InnerStep()
+    by_inner, _ = train(global_batch, loss_fn=inner)
+    embedding, _ = train(global_contrastive_batch, make_embedding(), contrastive_step, sgd=True)
     if current_context().is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         torch.save(by_function.state_dict(), out_dir / "function.pt")
         torch.save(by_loader.state_dict(), out_dir / "loader.pt")
         torch.save(vq_model.state_dict(), out_dir / "vq.pt")
+        torch.save(embedding.state_dict(), out_dir / "contrastive.pt")
+        torch.save(
+            {**by_inner.state_dict(), **{f"critic.{k}": v for k, v in inner.critic.state_dict().items()}},
+            out_dir / "inner.pt",
+        )
         (out_dir / "history.json").write_text(json.dumps(list(history)))
 
 

@@ -42,7 +42,7 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     initial = _initial_weights()
-    for name in ("function", "loader", "vq"):
+    for name in ("function", "loader", "vq", "contrastive", "inner"):
         ddp = torch.load(tmp_path / "ddp" / f"{name}.pt", weights_only=True)
         single = torch.load(tmp_path / "single" / f"{name}.pt", weights_only=True)
         for key in single:
@@ -50,7 +50,7 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
             # for the EMA codebook that needs the counts and sums of both halves of the batch.
             if single[key].is_floating_point():
                 assert not torch.allclose(single[key], initial[name][key], atol=1e-3), (name, key)
-            torch.testing.assert_close(ddp[key], single[key], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(ddp[key], single[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key} differs")
     # The logged loss is the mean over both processes' halves: the single process's mean over the whole batch.
     ddp_history = json.loads((tmp_path / "ddp" / "history.json").read_text())
     single_history = json.loads((tmp_path / "single" / "history.json").read_text())
@@ -60,8 +60,14 @@ def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
 def _initial_weights() -> dict[str, dict[str, torch.Tensor]]:
     sys.path.insert(0, str(WORKER.parent))
     try:
-        from ddp_worker import TinyVQModel, make_model
+        from ddp_worker import InnerStep, TinyVQModel, make_embedding, make_model
     finally:
         sys.path.pop(0)
     plain = make_model().state_dict()
-    return {"function": plain, "loader": plain, "vq": TinyVQModel().state_dict()}
+    return {
+        "function": plain,
+        "loader": plain,
+        "vq": TinyVQModel().state_dict(),
+        "contrastive": make_embedding().state_dict(),
+        "inner": {**plain, **{f"critic.{k}": v for k, v in InnerStep().critic.state_dict().items()}},
+    }

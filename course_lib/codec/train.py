@@ -16,7 +16,9 @@ One CPU thread by default (``--threads``), seeded: a rerun on one machine gives 
   calls once per step: first L_D on ``G(x).detach()`` and one step of its own Adam, then the
   generator's terms with the discriminator frozen. The Trainer then back-propagates L_G and steps
   the codec's optimizer (with its warm-up/cosine schedule, gradient clipping and AMP on CUDA). To save
-  CPU time the discriminator sees only the first ``disc_batch`` clips of each batch.
+  CPU time the discriminator sees only the first ``disc_batch`` clips of each batch (of each process's
+  slice under ``torchrun``, where its gradients are averaged over the processes so that its copies
+  stay equal, as DDP keeps the codec's).
 - **Weights**: λ_rec is scaled down because L_G^rec, as the lecture writes it, is a *sum* over frames
   and windows (about 10^4 for a half-second crop at the start of training); SoundStream's
   λ_feat / λ_adv = 100 ratio is kept.
@@ -57,6 +59,7 @@ from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
 from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
+from course_lib.train.distributed import average_gradients, broadcast_parameters
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_CODEC = CHECKPOINT_DIR / "codec_tiny.safetensors"
@@ -136,11 +139,14 @@ class CodecTrainingLoss:
         }
         if self.calls >= r.adversarial_start:
             self.discriminator.to(batch.device)
+            if self.calls == r.adversarial_start:  # under torchrun: one discriminator, kept equal on every process
+                broadcast_parameters(self.discriminator)
             real, fake = batch[: r.disc_batch], out.audio[: r.disc_batch]  # (b, T)
             self.discriminator.requires_grad_(True)
             loss_d = hinge_discriminator_loss(self.discriminator(real).logits, self.discriminator(fake.detach()).logits)
             self.optimizer.zero_grad(set_to_none=True)
             loss_d.backward()
+            average_gradients(self.discriminator)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)  # free the gradients; L_G below adds none
             self.discriminator.requires_grad_(False)  # the generator's terms train the codec only

@@ -50,6 +50,7 @@ from course_lib.audio.spectral import MelConfig, log_mel_spectrogram
 from course_lib.config import ScaledConfig, get_device
 from course_lib.errors import AudioInputError, CheckpointError
 from course_lib.joint_embedding.tokenizer import CaptionTokenizer, caption_vocabulary
+from course_lib.train.distributed import gather_with_grad
 from course_lib.train.weights import load_weights
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -216,9 +217,17 @@ class JointEmbedding(nn.Module):
         return F.normalize(self.text_projection(pooled), dim=-1)  # (B, D)
 
     def forward(self, log_mel: Tensor, ids: Tensor, mask: Tensor) -> Tensor:
-        """Similarity logits ``s_ij = exp(τ) a_iᵀ t_j`` of B clips and B captions: ``(B, B)``, clips along rows."""
+        """Similarity logits ``s_ij = exp(τ) a_iᵀ t_j`` of B clips and B captions: ``(B, B)``, clips along rows.
+
+        In training under ``torchrun`` each process embeds its slice and the embeddings of all
+        processes are gathered (:func:`course_lib.train.distributed.gather_with_grad`): the logits
+        are those of the whole global batch ``(N·B, N·B)``, so every clip has the same negatives as
+        in one process, and the contrastive loss does not depend on the number of GPUs.
+        """
         audio = self.encode_log_mel(log_mel)  # (B, D)
         text = self.encode_tokens(ids, mask)  # (B, D)
+        if self.training:
+            audio, text = gather_with_grad(audio), gather_with_grad(text)  # (N·B, D) under torchrun
         return self.logit_scale * audio @ text.T  # (B, B)
 
     # ----------------------------------------------------------------------------- inference path

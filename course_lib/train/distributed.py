@@ -193,3 +193,63 @@ def average_over_processes(values: torch.Tensor, context: DistributedContext) ->
     values = values.clone()
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values / context.world_size
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` whose backward hands each process the summed gradient of its own rows."""
+
+    @staticmethod
+    def forward(ctx, values: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(values) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, values.contiguous())
+        ctx.rows = values.shape[0]
+        return torch.cat(parts)  # (N · B, ...)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every process's loss may depend on every row
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def gather_with_grad(values: torch.Tensor) -> torch.Tensor:
+    """``(B, ...)`` rows of every process, concatenated in rank order: ``(N · B, ...)``, gradients flowing back.
+
+    For losses that compare examples with each other, such as a contrastive loss whose negatives are
+    the other examples of the batch (CLIP's and MuLan's in-batch negatives): gathered, each process sees
+    the whole global batch, as one process would (Radford et al. 2021 gather the embeddings the same
+    way). Outside a process group it returns ``values`` unchanged. Every process must call it, with
+    the same number of rows (the Trainer's slices are equal).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return values
+    return _GatherWithGrad.apply(values)
+
+
+def average_gradients(module: torch.nn.Module) -> None:
+    """Average ``module``'s gradients over processes, for a module trained outside the Trainer's DDP.
+
+    E.g. a GAN's discriminator stepped inside the generator's loss function: with the same
+    initial weights (same seed) and averaged gradients its copies stay identical, like DDP's.
+    A no-op outside a process group. Every process must call it.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    world = dist.get_world_size()
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
+            parameter.grad /= world
+
+
+def broadcast_parameters(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers of ``module`` to every process (DDP does this for the model).
+
+    A no-op outside a process group. Every process must call it.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor, src=0)
