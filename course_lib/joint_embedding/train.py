@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.data.captions import make_caption
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.data.synth_music import Clip, ClipBatch
@@ -156,7 +156,9 @@ def evaluate(model: JointEmbedding, n_clips: int = 200) -> dict[str, dict[str, f
     return figures
 
 
-def train(scale: str | None, out: Path | None, steps: int | None = None, threads: int | None = 1) -> dict:
+def train(
+    scale: str | None, out: Path | None, steps: int | None = None, threads: int | None = 1, device: str | None = None
+) -> dict:
     """Train the recipe from its seed, save the weights to ``out`` and return the figures it reached."""
     from course_lib.train import TrainConfig, Trainer, save_weights, warmup_cosine_schedule  # tqdm: keep local
 
@@ -174,7 +176,9 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
     config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    trainer = Trainer(model, contrastive_step, config, optimizer=optimizer, scheduler=scheduler)
+    trainer = Trainer(
+        model, contrastive_step, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
+    )
     history = trainer.fit(contrastive_batches(model, clips, log_mels, plan))
     train_seconds = time.perf_counter() - started
     model.cpu()
@@ -205,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (shipped weights: 1; 0 = torch's default)"
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
     parser.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
     args = parser.parse_args(argv)
@@ -214,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads or torch.get_num_threads())
         print(json.dumps(evaluate(load_joint_embedding(args.evaluate, "cpu")), indent=1))
         return
-    metadata = train(args.scale, args.out, args.steps, args.threads)
+    metadata = train(args.scale, args.out, args.steps, args.threads, args.device)
     print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
     if args.out is not None:
         print(f"wrote {args.out}")

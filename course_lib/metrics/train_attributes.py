@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from course_lib.audio.spectral import mel_spectrogram
-from course_lib.config import get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.errors import ConfigError
 from course_lib.metrics.attributes import AttributeClassifier, AttributeClassifierConfig
@@ -116,7 +116,9 @@ def evaluate(model: AttributeClassifier, n_clips: int = 300) -> dict[str, dict[s
     }
 
 
-def train(scale: str | None, out: Path | None, steps: int | None = None, threads: int | None = 1) -> dict:
+def train(
+    scale: str | None, out: Path | None, steps: int | None = None, threads: int | None = 1, device: str | None = None
+) -> dict:
     """Train the recipe from its seed, save the weights to ``out`` and return the figures it reached."""
     from course_lib.train import TrainConfig, Trainer, save_weights, warmup_cosine_schedule  # tqdm: keep local
 
@@ -133,7 +135,9 @@ def train(scale: str | None, out: Path | None, steps: int | None = None, threads
     config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    trainer = Trainer(model, classifier_step, config, optimizer=optimizer, scheduler=scheduler)
+    trainer = Trainer(
+        model, classifier_step, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
+    )
     history = trainer.fit(classifier_batches(model, mels, clips.labels, plan))
     train_seconds = time.perf_counter() - started
     model.cpu()
@@ -162,9 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (shipped weights: 1; 0 = torch's default)"
     )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
     args = parser.parse_args(argv)
-    metadata = train(args.scale, args.out, args.steps, args.threads)
+    metadata = train(args.scale, args.out, args.steps, args.threads, args.device)
     print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
     if args.out is not None:
         print(f"wrote {args.out}")

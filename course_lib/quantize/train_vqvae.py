@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale, seed_everything
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.data import SynthMusic
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import log_mel_distance_db, snr_db, spectral_convergence_db
@@ -161,7 +161,9 @@ def evaluate(model: VQVAE | HierarchicalVQVAE, audio: Tensor) -> dict[str, list[
     return result
 
 
-def train(model_name: str, scale: str | None, out: Path | None, steps: int | None = None) -> dict:
+def train(
+    model_name: str, scale: str | None, out: Path | None, steps: int | None = None, device: str | None = None
+) -> dict:
     """Train one recipe from its seed, save its weights to ``out`` and return the figures it reached."""
     from course_lib.train import (  # imports tqdm: keep it local
         TrainConfig,
@@ -180,7 +182,9 @@ def train(model_name: str, scale: str | None, out: Path | None, steps: int | Non
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
     started = time.perf_counter()
-    history = Trainer(model, loss_fn, config, optimizer=optimizer, scheduler=scheduler).fit(batches)
+    history = Trainer(
+        model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
+    ).fit(batches)
     seconds = time.perf_counter() - started
     model.cpu()
     figures = evaluate(model, held_out_clips())
@@ -203,9 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)
     parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE or tiny")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
     args = parser.parse_args(argv)
-    metadata = train(args.model, args.scale, args.out, args.steps)
+    metadata = train(args.model, args.scale, args.out, args.steps, args.device)
     print(f"trained {metadata['steps']} steps in {metadata['train_seconds']} s")
     for key, values in metadata["held_out"].items():
         print(f"held-out {key}: " + " / ".join(f"{v:.2f}" for v in values))
