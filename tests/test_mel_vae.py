@@ -85,6 +85,9 @@ def test_baseline_keeps_as_many_numbers_as_the_latent():
     base = vae_baseline(x, compression=4, latent_channels=4)  # k = 2: 2×2 blocks
     assert base.shape == x.shape and base[0, 0, 0, 0] == x[0, 0, :2, :2].mean()
     assert torch.equal(vae_baseline(x, 4, 16), x)  # as many latent numbers as inputs: no reduction
+    full = vae_baseline(x, compression=4, latent_channels=8)  # the full VAE: ρ = 2, 2 × 1 blocks
+    assert full.shape == x.shape and full.unique().numel() == x.numel() // 2
+    assert full[0, 0, 0, 1] == x[0, 0, :2, 1].mean()
 
 
 def test_shipped_vae_beats_the_same_size_baseline_and_has_unit_latents():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import platform
 import shlex
@@ -182,13 +183,17 @@ def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, h
 def vae_baseline(x: Tensor, compression: int, latent_channels: int) -> Tensor:
     """The no-learning baseline with as many numbers as the VAE's latent: average-pool, then nearest up-sample.
 
-    The latent has ``C · (M / r) · (F / r)`` numbers for ``M · F`` inputs, a reduction by ``r² / C``; pooling
-    ``k × k`` blocks with ``k = r / √C`` keeps the same count (``k = 1``: no reduction, returns ``x``).
+    The latent has ``C · (M / r) · (F / r)`` numbers for ``M · F`` inputs, a reduction by ``ρ = r² / C``;
+    pooling blocks of ``a × b = ρ`` values keeps the same count: ``k × k`` when ρ is a square (tiny: r = 4,
+    C = 4, 2 × 2), else the most nearly square pair, mel × time (full: C = 8, ρ = 2, 2 × 1). ρ ≤ 1: no
+    reduction, returns ``x``.
     """
-    k = max(1, round(compression / latent_channels**0.5))
-    if k == 1:
+    reduction = max(1, round(compression**2 / latent_channels))
+    if reduction == 1:
         return x
-    return F.interpolate(F.avg_pool2d(x, k), scale_factor=float(k), mode="nearest")  # (B, 1, M, F)
+    short = next(a for a in range(math.isqrt(reduction), 0, -1) if reduction % a == 0)
+    block = (reduction // short, short)  # (mel, time): the longer side along the mel axis
+    return F.interpolate(F.avg_pool2d(x, block), scale_factor=(float(block[0]), float(block[1])), mode="nearest")
 
 
 @torch.no_grad()
