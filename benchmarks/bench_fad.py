@@ -103,7 +103,7 @@ def ratio_rows(quick: bool = False) -> list[dict]:
             "detail": {f"fad_n{n}": round(r[f"fad_n{n}"], 2) for n in sizes},
         },
         {
-            "benchmark": "|FAD∞| / FAD at the largest n, two real sets (bias removed)",
+            "benchmark": "size of FAD∞ / FAD at the largest n, two real sets (bias removed)",
             "ratio": r["infinity_fraction"],
             "goal": "≤ 0.5",
             "met": r["infinity_fraction"] <= 0.5,

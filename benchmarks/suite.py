@@ -93,6 +93,11 @@ def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
     return {"machine": machine(), "quick": quick, "rows": rows}
 
 
+def _cell(value: Any) -> str:
+    """A Markdown table cell: a ``|`` in the text would end it early."""
+    return str(value).replace("|", "\\|")
+
+
 def format_table(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -103,12 +108,13 @@ def format_table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for row in results["rows"]:
+        name = _cell(row["benchmark"])
         if "skipped" in row:
-            lines.append(f"| {row['benchmark']} | — | — | skipped | {row['skipped']} |")
+            lines.append(f"| {name} | — | — | skipped | {_cell(row['skipped'])} |")
             continue
         met = {True: "yes", False: "**no**", None: "—"}[row.get("met")]
         lines.append(
-            f"| {row['benchmark']} | {row['ratio']:.2f}× | {row.get('goal') or '—'} | {met} | {row['detail']} |"
+            f"| {name} | {row['ratio']:.2f}× | {_cell(row.get('goal') or '—')} | {met} | {_cell(row['detail'])} |"
         )
     return "\n".join(lines)
 

@@ -33,12 +33,14 @@ def test_table_shows_ratios_goals_and_skipped_rows():
             {"benchmark": "fast thing vs peer", "ratio": 12.345, "goal": "≥ 10×", "met": True, "detail": "a vs b"},
             {"benchmark": "slow thing vs peer", "ratio": 0.5, "goal": "≥ 1.3×", "met": False, "detail": "c vs d"},
             {"benchmark": "missing peer", "skipped": "No module named 'peer'"},
+            {"benchmark": "|x| / y", "ratio": 0.1, "goal": None, "met": None, "detail": "a|b"},
         ],
     }
     table = suite.format_table(results)
     assert "| fast thing vs peer | 12.35× | ≥ 10× | yes | a vs b |" in table
     assert "| slow thing vs peer | 0.50× | ≥ 1.3× | **no** | c vs d |" in table
     assert "| missing peer | — | — | skipped | No module named 'peer' |" in table
+    assert "| \\|x\\| / y | 0.10× | — | — | a\\|b |" in table  # pipes escaped: the row keeps 5 cells
 
 
 def test_a_failing_benchmark_becomes_a_row_that_says_why(tmp_path, monkeypatch):
