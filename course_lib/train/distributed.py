@@ -222,7 +222,7 @@ def gather_with_grad(values: torch.Tensor) -> torch.Tensor:
     way). Outside a process group it returns ``values`` unchanged. Every process must call it, with
     the same number of rows (the Trainer's slices are equal).
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not current_context().enabled:
         return values
     return _GatherWithGrad.apply(values)
 
@@ -234,7 +234,7 @@ def average_gradients(module: torch.nn.Module) -> None:
     initial weights (same seed) and averaged gradients its copies stay identical, like DDP's.
     A no-op outside a process group. Every process must call it.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not current_context().enabled:
         return
     world = dist.get_world_size()
     for parameter in module.parameters():
@@ -248,7 +248,7 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
 
     A no-op outside a process group. Every process must call it.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not current_context().enabled:
         return
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
