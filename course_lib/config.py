@@ -13,6 +13,7 @@ Notebook: every notebook's set-up cell (``notebooks/00_audio_and_data.ipynb`` ex
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import random
@@ -84,6 +85,15 @@ def training_device(device: str | torch.device | None = None, scale: str | None 
     if device is not None or os.environ.get("COURSE_DEVICE"):
         return get_device(device)
     return get_device() if get_scale(scale) == "full" else torch.device("cpu")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """A training command's ``--device`` option, read with :func:`training_device`."""
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
+    )
 
 
 def _mps_available() -> bool:

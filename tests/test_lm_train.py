@@ -92,7 +92,7 @@ def test_the_commands_train_and_write_loadable_files(tmp_path, monkeypatch, caps
     monkeypatch.setattr(course_lib.joint_embedding, "load_tiny_joint_embedding", lambda device=None: embedding)
     tokenizer_file = tmp_path / "kmeans.safetensors"
 
-    def stand_ins(device, needs_codec, needs_embedding, tokenizer_path):
+    def stand_ins(device, needs_codec, needs_embedding, tokenizer_path, codec_path=None, embedding_path=None):
         return StandInCodec() if needs_codec else None, embedding, load_semantic_tokenizer(tokenizer_path, embedding)
 
     monkeypatch.setattr(train_module, "_models", stand_ins)

@@ -55,7 +55,7 @@ from course_lib.codec.losses import (
     multi_scale_spectral_loss,
 )
 from course_lib.codec.model import Codec, CodecConfig
-from course_lib.config import get_scale, seed_everything, training_device
+from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
 from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
@@ -228,11 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped file)")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
-    )
+    add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     args = parser.parse_args(argv)
     command = "python -m course_lib.codec.train " + shlex.join(sys.argv[1:] if argv is None else argv)

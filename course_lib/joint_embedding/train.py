@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale, seed_everything, training_device
+from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
 from course_lib.data.captions import make_caption
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.data.synth_music import Clip, ClipBatch
@@ -209,11 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (shipped weights: 1; 0 = torch's default)"
     )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
-    )
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
     parser.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
     args = parser.parse_args(argv)

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig, log_mel_spectrogram
-from course_lib.config import get_scale, seed_everything, training_device
+from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
 from course_lib.data import ClipBatch, SynthMusic
 from course_lib.data.splits import held_out_clips, training_clips
 from course_lib.diffusion.losses import DiffusionLoss
@@ -483,11 +483,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
-    )
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--vae", type=Path, default=TINY_VAE, help="the Mel VAE (stages ldm, controlnet; default: tiny)"

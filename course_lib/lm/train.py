@@ -57,7 +57,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale, seed_everything, training_device
+from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
 from course_lib.errors import ConfigError
 from course_lib.lm.audiolm import SemanticTokenizer, SemanticTokenizerConfig
 from course_lib.lm.data import TokenData, prepare_token_data, random_batches, weights_fingerprint
@@ -378,9 +378,8 @@ def run_stage(
     conditioned = plan.stage in ("semantic", "coarse")
     # Every stage that needs codes also computes the semantic tokens and M_A, so that delay, coarse and
     # fine share one cached pass over the clips (the semantic stage needs no codec).
-    paths = {"codec_path": codec_path, "embedding_path": embedding_path}
     codec, embedding, tokenizer = _models(
-        device, plan.stage != "semantic", True, tokenizer_path, **{k: v for k, v in paths.items() if v is not None}
+        device, plan.stage != "semantic", True, tokenizer_path, codec_path, embedding_path
     )
     clusters = tokenizer.config.n_clusters if tokenizer is not None else plan.n_semantic
     if plan.stage in ("semantic", "coarse") and clusters != plan.n_semantic:
@@ -455,11 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
     )
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
-    )
+    add_device_argument(parser)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     command = "python -m course_lib.lm.train " + shlex.join(sys.argv[1:] if argv is None else argv)

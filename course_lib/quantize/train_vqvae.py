@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale, seed_everything, training_device
+from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
 from course_lib.data import SynthMusic
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import log_mel_distance_db, snr_db, spectral_convergence_db
@@ -207,11 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)
     parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE or tiny")
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="default: cpu at the tiny scale (how the shipped files were made), else cuda → mps → cpu",
-    )
+    add_device_argument(parser)
     parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
     args = parser.parse_args(argv)
     metadata = train(args.model, args.scale, args.out, args.steps, args.device)
