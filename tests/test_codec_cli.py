@@ -1,11 +1,13 @@
 """The command line ``python -m course_lib.codec``: encode and decode a small WAV end to end, and every bad input."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 import soundfile as sf
 import torch
+from test_codes_file import DELETE, flip_a_byte, rewrite_codes
 
 from course_lib.codec.__main__ import main
 from course_lib.codec.model import Codec, CodecConfig
@@ -115,3 +117,141 @@ def test_the_module_runs_as_a_command_with_the_shipped_codec(files, tmp_path):
     out = subprocess.run([*run, "decode", str(codes), str(decoded)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert sf.info(str(decoded)).frames == 16_000
+
+
+@pytest.fixture(scope="module")
+def small_codes(files):
+    """``clip.wav`` encoded at 0.4 kbps by the small codec 0: 50 frames x 2 levels x 4 bits = 50 bytes of codes."""
+    folder, weights = files
+    path = folder / "small.codes"
+    assert main(["encode", str(folder / "clip.wav"), str(path), "--bitrate", "0.4", "--weights", str(weights[0])]) == 0
+    return path
+
+
+def refused(argv, capsys, *messages):
+    """Run ``main(argv)``; assert exit 2 and one line on stderr holding every one of ``messages``; -> that line."""
+    assert main(argv) == 2, argv
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for message in messages:
+        assert message in err, (message, err)
+    return err
+
+
+def test_an_output_that_is_the_input_is_refused_in_every_spelling(files, tmp_path, monkeypatch, capsys):
+    folder, weights = files
+    small = ["--weights", str(weights[0])]
+    song = tmp_path / "song.wav"
+    song.write_bytes((folder / "clip.wav").read_bytes())
+    (tmp_path / "link.wav").symlink_to(song)
+    os.link(song, tmp_path / "hard.wav")
+    monkeypatch.chdir(tmp_path)
+    for output in ("song.wav", "./song.wav", str(song), "../" + tmp_path.name + "/song.wav", "link.wav", "hard.wav"):
+        refused(["encode", "song.wav", output, *small], capsys, "is the input file", "another name")
+    assert song.read_bytes() == (folder / "clip.wav").read_bytes()
+    # a codes file named .wav by mistake, decoded onto itself
+    assert main(["encode", "song.wav", "coded.wav", "--bitrate", "0.4", *small]) == 0
+    coded = (tmp_path / "coded.wav").read_bytes()
+    for output in ("coded.wav", "./coded.wav"):
+        refused(["decode", "coded.wav", output, *small], capsys, "is the input file")
+    assert (tmp_path / "coded.wav").read_bytes() == coded
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(frames=-5), "frames is -5"),
+        (dict(num_samples=0), "num_samples is 0"),
+        (dict(codebook_size=0), "codebook_size is 0"),
+        (dict(bits_per_code=0), "bits_per_code is 0"),
+        (dict(num_samples=-100), "num_samples is -100"),
+        (dict(num_samples=12_000), "frames is 50, but 12000 samples make 38 frames"),
+        (dict(frames="50"), "frames is '50', not a whole number"),
+        (dict(num_samples=DELETE), "lacks num_samples"),
+        (dict(sample_rate=8000, frame_rate=25.0), "header disagrees with it: sample_rate 8000 (file) vs 16000"),
+        (dict(format="course_lib.codes/3"), "update course_lib"),
+    ],
+)
+def test_a_bad_header_is_refused_and_nothing_is_written(files, small_codes, tmp_path, capsys, changes, message):
+    _, weights = files
+    bad, output = rewrite_codes(small_codes, tmp_path / "bad.codes", **changes), tmp_path / "bad.wav"
+    refused(["decode", str(bad), str(output), "--weights", str(weights[0])], capsys, message)
+    assert list(tmp_path.iterdir()) == [bad]  # no WAV, and no hidden .tmp either
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [(flip_a_byte, "CRC-32"), (lambda payload: payload + b"more", "4 bytes follow the 50 bytes of codes")],
+)
+def test_a_changed_payload_is_refused(files, small_codes, tmp_path, capsys, payload, message):
+    _, weights = files
+    bad = rewrite_codes(small_codes, tmp_path / "bad.codes", payload=payload)
+    refused(["decode", str(bad), str(tmp_path / "bad.wav"), "--weights", str(weights[0])], capsys, message)
+    refused(["info", str(bad)], capsys, message)
+    assert not (tmp_path / "bad.wav").exists()
+
+
+def test_a_format_1_file_still_decodes_and_says_it_has_no_checksum(files, small_codes, tmp_path, capsys):
+    _, weights = files
+    old = rewrite_codes(small_codes, tmp_path / "old.codes", format="course_lib.codes/1", payload_crc32=DELETE)
+    assert main(["decode", str(old), str(tmp_path / "old.wav"), "--weights", str(weights[0])]) == 0
+    assert "without a checksum" in capsys.readouterr().out
+    assert sf.info(str(tmp_path / "old.wav")).frames == 16_000
+    assert main(["info", str(old)]) == 0 and "no checksum" in capsys.readouterr().out
+    assert main(["info", str(small_codes)]) == 0 and "CRC-32" in capsys.readouterr().out
+
+
+def test_threads_must_be_a_positive_whole_number(files, small_codes, tmp_path, capsys):
+    _, weights = files
+    for threads in ("-1", "0", "two"):
+        argv = ["decode", str(small_codes), str(tmp_path / "x.wav"), "--weights", str(weights[0]), "--threads", threads]
+        refused(argv, capsys, "--threads must be a whole number", "at least 1")
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_an_empty_input_is_called_empty(files, tmp_path, capsys):
+    _, weights = files
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "empty.codes").write_bytes(b"")
+    err = refused(["encode", str(tmp_path / "empty.wav"), str(tmp_path / "x.codes")], capsys, "empty.wav is empty")
+    assert "ffmpeg" not in err
+    refused(["decode", str(tmp_path / "empty.codes"), str(tmp_path / "x.wav")], capsys, "empty.codes is empty")
+
+
+def test_write_failures_name_the_users_path_not_the_hidden_temporary_file(
+    files, small_codes, tmp_path, monkeypatch, capsys
+):
+    folder, weights = files
+    small = ["--weights", str(weights[0])]
+    (tmp_path / "taken.codes").mkdir()
+    (tmp_path / "taken.wav").mkdir()
+    err = refused(
+        ["encode", str(folder / "clip.wav"), str(tmp_path / "taken.codes"), "--bitrate", "0.4", *small], capsys
+    )
+    assert "taken.codes is a folder" in err and ".tmp" not in err
+    err = refused(["decode", str(small_codes), str(tmp_path / "taken.wav"), *small], capsys)
+    assert "taken.wav is a folder" in err and ".tmp" not in err
+
+    def no_permission(source, target):  # what a folder the user cannot write to gives
+        raise PermissionError(13, "Permission denied", str(source), None, str(target))
+
+    monkeypatch.setattr(os, "replace", no_permission)
+    output = tmp_path / "out.wav"
+    err = refused(["decode", str(small_codes), str(output), *small], capsys, f"Cannot write {output}: Permission")
+    assert ".tmp" not in err and list(tmp_path.glob(".*")) == []
+
+
+@pytest.mark.parametrize("case", ["threads", "codebook"])
+def test_failures_exit_2_with_one_line_from_the_shell(files, small_codes, tmp_path, case):
+    """The exit status and stderr a script sees, for two inputs that used to end in a traceback."""
+    _, weights = files
+    small = ["--weights", str(weights[0])]
+    if case == "threads":
+        argv = ["decode", str(small_codes), str(tmp_path / "x.wav"), "--threads", "-1", *small]
+    else:
+        bad = rewrite_codes(small_codes, tmp_path / "bad.codes", codebook_size=0)
+        argv = ["decode", str(bad), str(tmp_path / "x.wav"), *small]
+    run = subprocess.run([sys.executable, "-m", "course_lib.codec", *argv], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert not (tmp_path / "x.wav").exists()

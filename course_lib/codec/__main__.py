@@ -7,9 +7,12 @@
 ``encode`` reads any file libsndfile reads (WAV, FLAC, OGG, ...), resamples it to 16 kHz if needed (and
 says so), and refuses stereo unless ``--mono`` asks to mix it down. It writes a ``.codes`` file
 (:mod:`course_lib.codec.codes_file`): the codes bit-packed at exactly the bitrate, and the model's
-identity. ``decode`` refuses codes written by another model. Both print the bitrate and the real-time
-factor (seconds of audio per second of compute). ``--weights`` selects another trained codec (default:
-the shipped tiny one). Bad input ends with a one-line message and exit status 2, never a traceback.
+identity and a CRC-32 of the codes. ``decode`` refuses codes written by another model, and a file whose
+header or codes were changed, before it writes anything. Both print the bitrate and the real-time
+factor (seconds of audio per second of compute), and refuse an output path that is the input (however
+spelled). ``--weights`` selects another trained codec (default: the shipped tiny one). Bad input ends
+with a one-line message naming the user's path and exit status 2, never a traceback: every failure is
+a :class:`~course_lib.errors.CourseError`, turned into that message in one place, :func:`main`.
 
 Notebook: notebooks/04_neural_codec.ipynb
 """
@@ -17,9 +20,12 @@ Notebook: notebooks/04_neural_codec.ipynb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -39,6 +45,38 @@ def _kbps_label(kbps: float) -> str:
     return f"{kbps:g} kbps"
 
 
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether two spellings name one file (``x.wav``, ``./x.wav``, a symlink, a hard link)."""
+    if first.exists() and second.exists():
+        return os.path.samefile(first, second)
+    return first.resolve() == second.resolve()
+
+
+def _check_output(source: Path, output: Path, what: str) -> None:
+    """Refuse an output path that would overwrite the input, or that is a folder."""
+    if _same_file(source, output):
+        raise AudioInputError(
+            f"The output {output} is the input file {source}: writing it would replace the {what} you are "
+            f"reading. Give the output another name."
+        )
+    if output.is_dir():
+        raise AudioInputError(f"The output {output} is a folder: give a file name inside it.")
+
+
+@contextlib.contextmanager
+def _file_errors(path: Path, action: str) -> Iterator[None]:
+    """Turn an ``OSError`` (permissions, a full disk) into a course error naming the user's ``path``.
+
+    The writes are atomic, so the error itself would name the hidden ``.NAME.XXXX.tmp`` file next to it.
+    """
+    try:
+        yield
+    except OSError as error:
+        raise AudioInputError(
+            f"Cannot {action} {path}: {error.strerror or error}. Check the path and its permissions."
+        ) from None
+
+
 def encode_file(args: argparse.Namespace) -> None:
     import soundfile as sf
 
@@ -46,9 +84,18 @@ def encode_file(args: argparse.Namespace) -> None:
     from course_lib.codec.codes_file import save_codes
     from course_lib.metrics.reconstruction import real_time_factor
 
-    source = Path(args.input)
+    source, output = Path(args.input), Path(args.output)
+    if source.is_dir():
+        raise AudioInputError(f"{source} is a folder, not an audio file: pass the file to encode.")
     if not source.is_file():
         raise AudioInputError(f"No audio file at {source}: check the path (the working directory is {Path.cwd()}).")
+    _check_output(source, output, "audio")
+    with _file_errors(source, "read"):
+        source.open("rb").close()
+    if source.stat().st_size == 0:
+        raise AudioInputError(
+            f"{source} is empty (0 bytes): the download or export that made it was interrupted; make it again."
+        )
     try:
         info = sf.info(str(source))
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -74,7 +121,8 @@ def encode_file(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     codes = codec.encode(audio.to(device)[None], n_q=offered[kbps])  # (1, n_q, frames)
     seconds = time.perf_counter() - started
-    path = save_codes(args.output, codes[0].cpu(), codec, audio.shape[-1])
+    with _file_errors(output, "write"):
+        path = save_codes(output, codes[0].cpu(), codec, audio.shape[-1])
     duration = audio.shape[-1] / codec.sample_rate
     size = path.stat().st_size
     print(
@@ -90,36 +138,46 @@ def decode_file(args: argparse.Namespace) -> None:
     from course_lib.codec.codes_file import check_codes_model, load_codes
     from course_lib.metrics.reconstruction import real_time_factor
 
-    codes_file = load_codes(args.input)
+    source, output = Path(args.input), Path(args.output)
+    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise AudioInputError(f"Cannot write {output}: use a .wav, .flac or .ogg file name.")
+    _check_output(source, output, "codes")
+    with _file_errors(source, "read"):
+        codes_file = load_codes(source)
     codec = _load(args.weights, args.device)
     check_codes_model(codes_file, codec)
     device = next(codec.parameters()).device
     started = time.perf_counter()
     audio = codec.decode(codes_file.codes[None].to(device), length=codes_file.num_samples)[0]  # (T,)
     seconds = time.perf_counter() - started
-    output = Path(args.output)
-    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
-        raise AudioInputError(f"Cannot write {output}: use a .wav, .flac or .ogg file name.")
     peak = audio.abs().max().item()
     if peak > 1.0:  # a codec can overshoot full scale a little; scale down rather than clip
         audio = audio / peak
-    save_audio(output, audio.cpu(), codec.sample_rate)
     duration = codes_file.num_samples / codec.sample_rate
-    print(
-        f"decoded {Path(args.input).name} ({duration:.2f} s at {_kbps_label(codes_file.bitrate / 1000)}, "
+    report = (
+        f"decoded {source.name} ({duration:.2f} s at {_kbps_label(codes_file.bitrate / 1000)}, "
         f"{codes_file.n_q} levels) -> {output}; {real_time_factor(duration, seconds):.1f}x real time"
     )
+    with _file_errors(output, "write"):  # last: a failure above leaves no file behind
+        save_audio(output, audio.cpu(), codec.sample_rate)
+    if codes_file.checksum is None:
+        print(f"note: {source.name} is an older codes file without a checksum; encode again to add one.")
+    print(report)
 
 
 def show_info(args: argparse.Namespace) -> None:
     from course_lib.codec.codes_file import load_codes
 
-    codes_file = load_codes(args.input)
+    source = Path(args.input)
+    with _file_errors(source, "read"):
+        codes_file = load_codes(source)
     duration = codes_file.num_samples / codes_file.sample_rate
+    checksum = f"CRC-32 {codes_file.checksum}" if codes_file.checksum else "no checksum (an older file)"
     print(
         f"{args.input}: {duration:.2f} s at {codes_file.sample_rate} Hz, {codes_file.n_q} levels x "
-        f"{codes_file.codes.shape[1]} frames ({codes_file.frame_rate:g} frames/s), codebook {codes_file.codebook_size}: "
-        f"{_kbps_label(codes_file.bitrate / 1000)}; model {codes_file.model_class} {codes_file.fingerprint}"
+        f"{codes_file.frames} frames ({codes_file.frame_rate:g} frames/s), codebook {codes_file.codebook_size}: "
+        f"{_kbps_label(codes_file.bitrate / 1000)}; model {codes_file.model_class} {codes_file.fingerprint}; "
+        f"{checksum}"
     )
 
 
@@ -137,19 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (enc, dec):
         sub.add_argument("--weights", type=Path, default=None, help="codec weights (default: the shipped tiny codec)")
         sub.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
-        sub.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        sub.add_argument("--threads", default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     info = commands.add_parser("info", help="what a .codes file holds")
     info.add_argument("input")
     return parser
+
+
+def _set_threads(threads: str | None) -> None:
+    if threads is None:
+        return
+    try:
+        count = int(threads)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ConfigError(f"--threads must be a whole number of CPU threads, at least 1; got {threads!r}.")
+    torch.set_num_threads(count)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 2 for bad input with a one-line message)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
     try:
+        _set_threads(getattr(args, "threads", None))
         if args.command == "encode":
             try:
                 float(args.bitrate)
@@ -160,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             decode_file(args)
         else:
             show_info(args)
-    except CourseError as error:
+    except CourseError as error:  # the one place a failure becomes a message: every one is a CourseError
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as error:  # e.g. an output folder that cannot be written
+    except OSError as error:  # one not met above (e.g. reading the weights): still a message, not a traceback
         print(
             f"error: {error.strerror or error} ({error.filename or ''}): check the path and its permissions.",
             file=sys.stderr,
