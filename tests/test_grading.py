@@ -203,6 +203,29 @@ def test_collect_records_every_problem_and_grades_nothing_it_should_not(tmp_path
     assert "found 01_codebooks (1).ipynb" in submissions.read_problems(course, "01_codebooks", "renamed")[0].message
 
 
+def test_collect_puts_back_the_released_grading_metadata_of_every_known_cell(tmp_path):
+    """A flipped flag on a test cell made nbgrader fail the notebook ("Inconsistent checksums"): 0 points (#16)."""
+    released = _released()
+    forged = nbformat.from_dict(json.loads(nbformat.writes(released)))
+    meta = {
+        c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"] for c in forged.cells if "nbgrader" in c.metadata
+    }
+    meta["test_kmeans"]["solution"] = True
+    meta["test_bitrate"]["grade"] = False
+    meta["test_vq_vae_loss"]["points"] = 100
+    meta["kmeans"]["grade"], meta["kmeans"]["points"] = True, 50  # an answer cell made a test cell
+    (tmp_path / "hand-ins" / "flags").mkdir(parents=True)
+    nbformat.write(forged, tmp_path / "hand-ins" / "flags" / "a.ipynb")
+    submissions.collect(tmp_path / "course", "a", tmp_path / "hand-ins", {"a": released})
+
+    graded = nbformat.read(tmp_path / "course" / "submitted" / "flags" / "a" / "a.ipynb", as_version=4)
+    assert [c.metadata.get("nbgrader") for c in graded.cells] == [c.metadata.get("nbgrader") for c in released.cells]
+    (notice,) = submissions.read_problems(tmp_path / "course", "a", "flags", "notices")
+    assert (
+        notice.kind == "restored_metadata" and "kmeans, test_kmeans, test_bitrate, test_vq_vae_loss" in notice.message
+    )
+
+
 def test_release_refuses_a_test_cell_without_hidden_checks(tmp_path):
     (tmp_path / "source" / "a").mkdir(parents=True)
     (tmp_path / "nbgrader_config.py").write_text("")

@@ -19,7 +19,7 @@ recorded as a *problem* (named in that student's feedback and in the gradebook C
 
 Such a notebook gets 0 points without being run. Valid notebooks are re-written (parsed and
 serialised again, so only notebook data goes on; nbgrader metadata on cells the assignment does
-not have is dropped; deleted test cells are put back) into ``submitted/<id>/<assignment>/``, with a
+not have is dropped, on the cells it has it is the released one; deleted test cells are put back) into ``submitted/<id>/<assignment>/``, with a
 ``timestamp.txt`` (the student's own, if valid, else the newest file time).
 """
 
@@ -38,6 +38,8 @@ import nbformat
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}$")
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 NOTES_DIR = "grading_notes"
+# What decides how a cell is graded (the rest of nbgrader's cell metadata it sets itself, e.g. the checksum).
+GRADING_FLAGS = ("grade", "solution", "locked", "points", "task", "schema_version")
 
 
 @dataclass
@@ -136,20 +138,30 @@ def _grade_id(cell: nbformat.NotebookNode) -> str | None:
 
 def _sanitize(
     notebook: nbformat.NotebookNode, released: nbformat.NotebookNode
-) -> tuple[nbformat.NotebookNode, list[str]]:
+) -> tuple[nbformat.NotebookNode, list[str], list[str]]:
     """The submission with only the grading metadata it may carry, and the locked cells it deleted put back.
 
     nbgrader metadata is dropped from cells the assignment does not have (nbgrader's autograde
-    crashes on a forged grade cell without an id), ours everywhere. Test cells and other locked
+    crashes on a forged grade cell without an id) and replaced by the released one on the cells it
+    has (a test cell marked ``solution: true`` or ``grade: false`` fails nbgrader's checksum, and
+    changed points would count), ours everywhere. Test cells and other locked
     cells of the student version that the submission deleted are inserted again after the cell
     that precedes them in the student version (nbgrader's own ``add_missing_cells`` crashes when
-    that cell is not a graded one). Returns the notebook and the restored cells' ids.
+    that cell is not a graded one). Returns the notebook, the restored cells' ids and the ids of the
+    cells whose grading metadata was put back.
     """
-    known = {_grade_id(c) for c in released.cells} - {None}
+    known = {_grade_id(c): c.metadata["nbgrader"] for c in released.cells if _grade_id(c) is not None}
     notebook.metadata.pop("course_grading", None)
+    reset: list[str] = []
     for cell in notebook.cells:
         cell.metadata.pop("course_grading", None)
-        if "nbgrader" in cell.metadata and _grade_id(cell) not in known:
+        if "nbgrader" not in cell.metadata:
+            continue
+        if _grade_id(cell) in known:  # flags, points and all as released: a flipped flag breaks nbgrader's checksum
+            if any(cell.metadata["nbgrader"].get(key) != known[_grade_id(cell)].get(key) for key in GRADING_FLAGS):
+                reset.append(_grade_id(cell))
+            cell.metadata["nbgrader"] = nbformat.from_dict(json.loads(json.dumps(known[_grade_id(cell)])))
+        else:
             del cell.metadata["nbgrader"]
     present = {_grade_id(c) for c in notebook.cells} - {None}
     restored = []
@@ -165,7 +177,7 @@ def _sanitize(
         notebook.cells.insert(position, nbformat.from_dict(json.loads(json.dumps(cell))))
         present.add(grade_id)
         restored.append(grade_id)
-    return notebook, restored
+    return notebook, restored, reset
 
 
 def collect(
@@ -226,8 +238,17 @@ def collect(
             if problem:
                 submission.problems.append(problem)
             else:
-                notebook, restored = _sanitize(notebook, notebooks[name])
+                notebook, restored, reset = _sanitize(notebook, notebooks[name])
                 good.append((name, notebook))
+                if reset:
+                    submission.notices.append(
+                        Problem(
+                            name,
+                            "restored_metadata",
+                            f"{name}.ipynb had changed grading metadata on {len(reset)} cell(s) ({', '.join(reset)}); "
+                            "it was reset to the assignment's and the cells were graded.",
+                        )
+                    )
                 if restored:
                     submission.notices.append(
                         Problem(
