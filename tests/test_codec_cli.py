@@ -1,5 +1,6 @@
 """The command line ``python -m course_lib.codec``: encode and decode a small WAV end to end, and every bad input."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -236,10 +237,19 @@ def test_write_failures_name_the_users_path_not_the_hidden_temporary_file(
     def no_permission(source, target):  # what a folder the user cannot write to gives
         raise PermissionError(13, "Permission denied", str(source), None, str(target))
 
-    monkeypatch.setattr(os, "replace", no_permission)
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
     output = tmp_path / "out.wav"
-    err = refused(["decode", str(small_codes), str(output), *small], capsys, f"Cannot write {output}: Permission")
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", no_permission)
+        err = refused(["decode", str(small_codes), str(output), *small], capsys, f"Cannot write {output}: Permission")
     assert ".tmp" not in err and list(tmp_path.glob(".*")) == []
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        err = refused(["decode", str(small_codes), str(output), *small], capsys, str(output))
+    assert ("No space left" in err or "disk is full" in err) and ".tmp" not in err
+    assert not output.exists() and list(tmp_path.glob(".*")) == []
 
 
 @pytest.mark.parametrize("case", ["threads", "codebook"])

@@ -71,6 +71,8 @@ def _file_errors(path: Path, action: str) -> Iterator[None]:
     """
     try:
         yield
+    except CourseError:  # already a message for the user (e.g. atomic_write's disk-full error, also an OSError)
+        raise
     except OSError as error:
         raise AudioInputError(
             f"Cannot {action} {path}: {error.strerror or error}. Check the path and its permissions."
