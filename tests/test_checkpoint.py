@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from course_lib.atomic import atomic_write
-from course_lib.errors import CheckpointError
+import course_lib.atomic
+from course_lib.atomic import DiskFullError, atomic_write
+from course_lib.errors import CheckpointError, CourseError
 from course_lib.train import load_checkpoint, load_weights, save_checkpoint, save_weights
 
 
@@ -139,6 +143,96 @@ def test_atomic_write_replaces_whole_files_only(tmp_path):
     assert path.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
     atomic_write(path, lambda file: file.write(b"new"))
     assert path.read_bytes() == b"new"
+
+
+TORCH_DISK_FULL = "[enforce fail at inline_container.cc:672] . file write failed"
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: the write that would go past it fails with ENOSPC."""
+
+    room = 100
+
+    def write(self, data):
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def assert_disk_full(caught, path, kept):
+    """The error says the disk is full, names the file asked for (not the hidden .tmp), and what was kept."""
+    error = caught.value
+    assert isinstance(error, CourseError) and isinstance(error, OSError) and error.errno == errno.ENOSPC
+    message = str(error)
+    assert f"Could not write {path}: the disk is full (" in message and " free in " in message, message
+    assert ".tmp" not in message and "Fix: free some space" in message, message
+    assert ("is unchanged" if kept else "Nothing was written") in message, message
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(errno.ENOSPC, "No space left on device"), OSError(errno.EDQUOT, "Disk quota exceeded"),
+     RuntimeError(TORCH_DISK_FULL)],
+    ids=["ENOSPC", "EDQUOT", "torch-file-write-failed"],
+)  # fmt: skip
+def test_a_full_disk_keeps_the_previous_file_and_says_so(tmp_path, failure):
+    path = atomic_write(tmp_path / "f.bin", lambda file: file.write(b"old"))
+
+    def fail_midway(file):
+        file.write(b"half of the new")
+        raise failure
+
+    with pytest.raises(DiskFullError) as caught:
+        atomic_write(path, fail_midway)
+    if failure.args[0] == errno.EDQUOT:
+        assert "disk quota is used up" in str(caught.value) and caught.value.errno == errno.EDQUOT
+    else:
+        assert_disk_full(caught, path, kept=True)
+    assert caught.value.__cause__ is failure and caught.value.path == path
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_full_disk_at_fsync_leaves_no_file(tmp_path, monkeypatch):
+    def fsync_fails(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")  # delayed allocation: the error comes at fsync
+
+    monkeypatch.setattr(course_lib.atomic.os, "fsync", fsync_fails)
+    with pytest.raises(DiskFullError) as caught:
+        atomic_write(tmp_path / "new.bin", lambda file: file.write(b"data"))
+    assert_disk_full(caught, tmp_path / "new.bin", kept=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_checkpoint_and_save_weights_on_a_full_disk(tmp_path, monkeypatch):
+    model, optimizer, scheduler = trained_parts()
+    checkpoint = save_checkpoint(tmp_path / "a.pt", model, optimizer, scheduler, step=1)
+    weights = save_weights(tmp_path / "w.safetensors", model)
+    before = weights.read_bytes()
+    monkeypatch.setattr(course_lib.atomic.os, "fdopen", lambda fd, mode: FullDisk(fd, "wb"))
+    with pytest.raises(DiskFullError) as caught:  # torch.save turns the ENOSPC into "unexpected pos ..."
+        save_checkpoint(checkpoint, model, optimizer, scheduler, step=2)
+    assert_disk_full(caught, checkpoint, kept=True)
+    with pytest.raises(DiskFullError) as caught:
+        save_weights(weights, model)
+    assert_disk_full(caught, weights, kept=True)
+    monkeypatch.undo()
+    assert load_checkpoint(checkpoint, TinyNet())["step"] == 1 and weights.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "w.safetensors"]
+
+
+def test_other_failures_are_not_called_a_full_disk_and_leave_no_temporary_file(tmp_path):
+    path = atomic_write(tmp_path / "f.bin", lambda file: file.write(b"old"))
+    for failure in (ValueError("a bug in write"), RuntimeError("[enforce fail at inline_container.cc:1] other")):
+
+        def fail(file, failure=failure):
+            file.write(b"x")
+            raise failure
+
+        with pytest.raises(type(failure)) as caught:
+            atomic_write(path, fail)
+        assert caught.value is failure
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    assert os.access(path, os.R_OK)
 
 
 def test_weights_round_trip_with_metadata(tmp_path):
