@@ -20,16 +20,14 @@ Notebooks: notebooks/04_neural_codec.ipynb, 05_audio_language_model.ipynb, 06_te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from course_lib.codec.model import Codec, CodecConfig
 from course_lib.config import get_device
-from course_lib.errors import CheckpointError
+from course_lib.train.weights import read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_CODEC = CHECKPOINT_DIR / "codec_tiny.safetensors"
@@ -37,21 +35,14 @@ TINY_COMMAND = "python -m course_lib.codec.train --scale tiny --out course_lib/c
 
 
 def read_codec_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(codec config, training metadata)`` stored in a codec weights file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No codec weights at {path}: re-create the tiny codec with `{TINY_COMMAND}`.")
-    try:
-        with safe_open(path, framework="pt", device="cpu") as file:
-            header = file.metadata() or {}
-    except Exception as error:  # safetensors raises its own error type
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error}): copy or re-create it.") from None
-    if header.get("model_class") != "Codec" or "config" not in header:
-        raise CheckpointError(
-            f"{path} holds no course_lib Codec (model class {header.get('model_class')!r}): pass a file written by "
-            "`python -m course_lib.codec.train`."
-        )
-    return json.loads(header["config"]), json.loads(header.get("metadata", "{}"))
+    """``(codec config, training metadata)`` stored in a codec weights file.
+
+    Raises:
+        CheckpointError: missing, cut-short or foreign file, or the weights of another model.
+    """
+    fix = f"pass a file written by `python -m course_lib.codec.train` (the tiny codec: `{TINY_COMMAND}`)"
+    header = read_weights_header(path, "Codec", fix=fix, noun="codec weights")
+    return dict(header.config or {}), header.metadata
 
 
 def load_codec(path: str | Path, device: str | torch.device | None = None) -> Codec:

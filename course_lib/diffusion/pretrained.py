@@ -31,13 +31,11 @@ Notebooks: notebooks/07_ddpm.ipynb, 10_fast_sampling.ipynb (and the later diffus
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig, log_mel_spectrogram, log_mel_to_audio
@@ -46,8 +44,9 @@ from course_lib.data import SynthMusic
 from course_lib.diffusion.consistency import ConsistencyModel
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
-from course_lib.errors import CheckpointError, ConfigError
+from course_lib.errors import ConfigError
 from course_lib.train import load_weights
+from course_lib.train.weights import read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_DDPM = CHECKPOINT_DIR / "ddpm_tiny.safetensors"
@@ -174,19 +173,27 @@ class PretrainedDiffusion:
         return log_mel_to_audio(log_mel, self.mel_config, n_iter=n_iter, length=length)  # (B, T)
 
 
+DIFFUSION_STAGES = ("teacher", "progressive", "consistency")  # the stages of train_spectrogram_ddpm
+DIFFUSION_NEEDS = ("schedule", "num_timesteps", "prediction_type", "scaling", "mel_config", "patch_frames")
+
+
 def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``(model config, training metadata)`` stored in a :func:`course_lib.train.save_weights` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"No weights file at {path}: re-create it with `python -m course_lib.diffusion.train_spectrogram_ddpm "
-            f"--scale tiny --out {path}` (see README.md, 'Shipped checkpoints')."
-        )
-    with safe_open(path, framework="pt", device="cpu") as file:
-        header = file.metadata() or {}
-    if "config" not in header or "metadata" not in header:
-        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
-    return json.loads(header["config"]), json.loads(header["metadata"])
+    """The ``(model config, training metadata)`` of a spectrogram UNet saved by ``train_spectrogram_ddpm``.
+
+    Raises:
+        CheckpointError: missing, cut-short or foreign file, or another model's weights (a VQ-VAE, or
+            the latent diffusion UNet, whose config would not fit this pipeline).
+    """
+    header = read_weights_header(
+        path,
+        "UNet",
+        stage=DIFFUSION_STAGES,
+        needs=DIFFUSION_NEEDS,
+        what="spectrogram diffusion UNet (course_lib.diffusion.train_spectrogram_ddpm)",
+        fix=f"re-create it with `python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out {path}` "
+        "(see README.md, 'Shipped checkpoints')",
+    )
+    return dict(header.config or {}), header.metadata
 
 
 def load_pretrained_diffusion(path: str | Path, device: str | torch.device | None = None) -> PretrainedDiffusion:

@@ -34,7 +34,6 @@ notebooks/08_latent_diffusion.ipynb (AudioLDM's conditioning).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +41,6 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from course_lib.audio.io import check_audio
@@ -51,7 +49,7 @@ from course_lib.config import ScaledConfig, get_device
 from course_lib.errors import AudioInputError, CheckpointError
 from course_lib.joint_embedding.tokenizer import CaptionTokenizer, caption_vocabulary
 from course_lib.train.distributed import gather_with_grad
-from course_lib.train.weights import load_weights
+from course_lib.train.weights import load_weights, read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_JOINT_EMBEDDING = CHECKPOINT_DIR / "joint_embedding_tiny.safetensors"
@@ -291,28 +289,23 @@ def contrastive_loss(logits: Tensor) -> Tensor:
 
 
 def load_joint_embedding(path: str | Path, device: str | torch.device | None = None) -> JointEmbedding:
-    """Load weights written by :mod:`course_lib.joint_embedding.train`, in eval mode, on ``device``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"No weights file at {path}: re-create it with `python -m course_lib.joint_embedding.train --scale tiny "
-            f"--out {path}` (see README.md, 'Shipped checkpoints')."
-        )
+    """Load weights written by :mod:`course_lib.joint_embedding.train`, in eval mode, on ``device``.
+
+    Raises:
+        CheckpointError: missing, cut-short or corrupt file, or another model's weights.
+    """
     model = JointEmbedding(JointEmbeddingConfig(**read_config(path)))
     model.metadata = load_weights(path, model)  # the training figures stored with the weights
     return model.to(get_device(device)).eval()
 
 
 def read_config(path: str | Path) -> dict:
-    """The model config stored in a :func:`course_lib.train.save_weights` file's header."""
-    try:
-        with safe_open(Path(path), framework="pt", device="cpu") as file:
-            header = file.metadata() or {}
-    except Exception as error:  # safetensors raises its own SafetensorError, or OSError
-        raise CheckpointError(f"{path} is cut short or corrupt ({error}): copy or re-create it.") from error
-    if "config" not in header:
-        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
-    return json.loads(header["config"])
+    """The model config stored in the header of a joint embedding's weights file."""
+    fix = (
+        f"re-create it with `python -m course_lib.joint_embedding.train --scale tiny --out {path}` "
+        "(see README.md, 'Shipped checkpoints')"
+    )
+    return dict(read_weights_header(path, "JointEmbedding", fix=fix).config or {})
 
 
 def load_tiny_joint_embedding(device: str | torch.device | None = None) -> JointEmbedding:

@@ -44,7 +44,6 @@ from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
 from course_lib.config import get_device, get_scale
-from course_lib.diffusion.pretrained import read_metadata
 from course_lib.diffusion.samplers import ClassifierFreeGuidance, ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
@@ -53,6 +52,7 @@ from course_lib.latent_diffusion.controlnet import ControlledUNet, ControlNet, C
 from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig
 from course_lib.latent_diffusion.vocoder import HiFiGAN, HiFiGANConfig, griffin_lim_vocoder
 from course_lib.train import load_weights
+from course_lib.train.weights import read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_VAE = CHECKPOINT_DIR / "mel_vae_tiny.safetensors"
@@ -109,16 +109,20 @@ def check_trained_on(metadata: dict[str, Any], key: str, path: Path, what: str, 
         )
 
 
-def _config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        _load(path, nn.Module())  # raises with the command
-    return read_metadata(path)[0]
+def _config(path: Path, expected: str, stage: str) -> dict[str, Any]:
+    """The config in the header of ``path``, after checking it holds an ``expected`` of ``stage``."""
+    fix = f"re-create it with `{TRAIN_COMMAND.format(stage=STAGE_OF.get(path.name, stage), path=path)}` "
+    header = read_weights_header(
+        path, expected, stage=stage, what=f"course_lib {expected} (latent_diffusion.train --stage {stage})",
+        fix=fix + "(see README.md, 'Shipped checkpoints')",
+    )  # fmt: skip
+    return dict(header.config or {})
 
 
 def load_mel_vae(path: str | Path = TINY_VAE, device: str | torch.device | None = None) -> MelVAE:
     """The shipped (or any saved) Mel VAE, in eval mode, with its latent scale factor."""
     path = Path(path)
-    vae = MelVAE(MelVAEConfig(**_config(path)))
+    vae = MelVAE(MelVAEConfig(**_config(path, "MelVAE", "vae")))
     vae.metadata = _load(path, vae)
     return vae.to(get_device(device)).eval()
 
@@ -126,7 +130,7 @@ def load_mel_vae(path: str | Path = TINY_VAE, device: str | torch.device | None 
 def load_hifigan(path: str | Path = TINY_VOCODER, device: str | torch.device | None = None) -> HiFiGAN:
     """The shipped (or any saved) HiFi-GAN generator, in eval mode."""
     path = Path(path)
-    vocoder = HiFiGAN(HiFiGANConfig(**_config(path)))
+    vocoder = HiFiGAN(HiFiGANConfig(**_config(path, "HiFiGAN", "vocoder")))
     vocoder.metadata = _load(path, vocoder)
     return vocoder.to(get_device(device)).eval()
 
@@ -272,7 +276,7 @@ def load_latent_diffusion(
 
     device = get_device(device)
     path = Path(path)
-    config = _config(path)
+    config = _config(path, "UNet", "ldm")
     for name in ("channel_mults", "attention_levels"):
         config[name] = tuple(config[name])
     unet = UNet(UNetConfig(**config))
@@ -302,7 +306,7 @@ def load_controlnet(
     warning says when it is not the one the ControlNet was trained on.
     """
     path = Path(path)
-    config = _config(path)
+    config = _config(path, "ControlNet", "controlnet")
     controlnet = ControlNet(pipeline.unet, ControlNetConfig(**config))
     controlnet.metadata = _load(path, controlnet)
     check_trained_on(controlnet.metadata, "base_sha256", Path(base_path), "latent diffusion model", "controlnet")

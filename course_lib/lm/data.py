@@ -35,7 +35,8 @@ from course_lib.atomic import atomic_write
 from course_lib.config import data_dir
 from course_lib.data import SynthMusic
 from course_lib.data.splits import CLIP_SECONDS, HELD_OUT_SEED, SAMPLE_RATE, TRAINING_SEED, training_indices
-from course_lib.errors import ConfigError
+from course_lib.errors import CheckpointError, ConfigError
+from course_lib.train.weights import read_safetensors_metadata
 
 SPLITS = ("training", "validation", "held_out")
 CACHE_VERSION = 1
@@ -162,8 +163,12 @@ def prepare_token_data(
 
 
 def _read(path: Path, indices: list[int], seed: int) -> TokenData:
+    fix = f"delete {path}; the next run rebuilds it"
+    header = read_safetensors_metadata(path, fix, noun="token cache")  # a cut-short cache is a clear error
+    if "captions" not in header:
+        raise CheckpointError(f"{path} is not a token cache of prepare_token_data (no captions). Fix: {fix}.")
+    captions = json.loads(header["captions"])
     with safe_open(path, framework="pt", device="cpu") as file:
-        captions = json.loads((file.metadata() or {})["captions"])
         tensors = {name: file.get_tensor(name) for name in file.keys()}
     return _from_tensors(tensors, captions, indices, seed)
 

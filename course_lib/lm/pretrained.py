@@ -16,12 +16,10 @@ Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from course_lib.config import get_device
 from course_lib.errors import CheckpointError
@@ -29,6 +27,7 @@ from course_lib.lm.audiolm import AudioLM, SemanticTokenizer, SemanticTokenizerC
 from course_lib.lm.sequences import CoarseSequence, DelaySequence, FineSequence, SemanticSequence
 from course_lib.lm.transformer import LMConfig, TokenLM
 from course_lib.train import load_weights
+from course_lib.train.weights import read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_FILES = {
@@ -50,22 +49,23 @@ class PretrainedLM:
     metadata: dict[str, Any]
 
 
-def read_header(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model config, metadata)`` of a :func:`course_lib.train.save_weights` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"No weights file at {path}: re-create it with `python -m course_lib.lm.train --stage ... --scale tiny "
-            f"--out {path}` (the commands are in course_lib/lm/train.py and README.md, 'Shipped checkpoints')."
-        )
-    try:
-        with safe_open(path, framework="pt", device="cpu") as file:
-            header = file.metadata() or {}
-    except Exception as error:  # safetensors raises its own SafetensorError, or OSError
-        raise CheckpointError(f"{path} is cut short or corrupt ({error}): copy or re-create it.") from error
-    if "config" not in header or "metadata" not in header:
-        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
-    return json.loads(header["config"]), json.loads(header["metadata"])
+def read_header(
+    path: str | Path, expected: str | tuple[str, ...] = ("TokenLM", "SemanticTokenizer")
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(model config, metadata)`` of a file written by :mod:`course_lib.lm.train`.
+
+    Args:
+        expected: the model class(es) the caller builds: ``"TokenLM"`` or ``"SemanticTokenizer"``.
+
+    Raises:
+        CheckpointError: missing, cut-short or foreign file, or another model's weights.
+    """
+    fix = (
+        f"re-create it with `python -m course_lib.lm.train --stage ... --scale tiny --out {path}` "
+        "(the commands are in course_lib/lm/train.py and README.md, 'Shipped checkpoints')"
+    )
+    header = read_weights_header(path, expected, fix=fix)
+    return dict(header.config or {}), header.metadata
 
 
 def load_lm(path: str | Path, device: str | torch.device | None = None) -> PretrainedLM:
@@ -73,7 +73,7 @@ def load_lm(path: str | Path, device: str | torch.device | None = None) -> Pretr
 
     Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
-    config, metadata = read_header(path)
+    config, metadata = read_header(path, "TokenLM")
     if "layout" not in metadata:
         raise CheckpointError(f"{path} is not a language model of course_lib.lm.train (its metadata has no layout).")
     model = TokenLM(LMConfig(**config))
@@ -91,7 +91,7 @@ def load_semantic_tokenizer(
     Args:
         embedding: the joint embedding whose frames it was fitted on (default: the shipped tiny one).
     """
-    config, metadata = read_header(path)
+    config, metadata = read_header(path, "SemanticTokenizer")
     if embedding is None:
         from course_lib.joint_embedding import load_tiny_joint_embedding
 

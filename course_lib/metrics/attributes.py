@@ -42,14 +42,12 @@ Notebooks: notebooks/06_text_to_music.ipynb, notebooks/08_latent_diffusion.ipynb
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import Tensor, nn
 
 from course_lib.audio.io import check_audio
@@ -58,8 +56,8 @@ from course_lib.config import ScaledConfig, get_device
 from course_lib.data.captions import caption_attributes
 from course_lib.data.music_theory import MODES, NOTE_NAMES, TEMPO_CLASSES
 from course_lib.data.timbres import INSTRUMENTS
-from course_lib.errors import AudioInputError, CheckpointError, ConfigError
-from course_lib.train.weights import load_weights
+from course_lib.errors import AudioInputError, ConfigError
+from course_lib.train.weights import load_weights, read_weights_header
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_ATTRIBUTE_CLASSIFIER = CHECKPOINT_DIR / "attribute_classifier_tiny.safetensors"
@@ -312,18 +310,16 @@ def caption_adherence(
 
 
 def load_attribute_classifier(path: str | Path, device: str | torch.device | None = None) -> AttributeClassifier:
-    """Load weights written by :mod:`course_lib.metrics.train_attributes`, in eval mode, on ``device``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"No weights file at {path}: re-create it with `python -m course_lib.metrics.train_attributes --scale tiny "
-            f"--out {path}` (see README.md, 'Shipped checkpoints')."
-        )
-    with safe_open(path, framework="pt", device="cpu") as file:
-        header = file.metadata() or {}
-    if "config" not in header:
-        raise CheckpointError(f"{path} has no course_lib metadata: save it with course_lib.train.save_weights.")
-    config = json.loads(header["config"])
+    """Load weights written by :mod:`course_lib.metrics.train_attributes`, in eval mode, on ``device``.
+
+    Raises:
+        CheckpointError: missing, cut-short or corrupt file, or another model's weights.
+    """
+    fix = (
+        f"re-create it with `python -m course_lib.metrics.train_attributes --scale tiny --out {path}` "
+        "(see README.md, 'Shipped checkpoints')"
+    )
+    config = read_weights_header(path, "AttributeClassifier", fix=fix).config or {}
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     model = AttributeClassifier(AttributeClassifierConfig(**config))
     model.metadata = load_weights(path, model)  # the training figures stored with the weights
