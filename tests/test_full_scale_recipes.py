@@ -37,9 +37,9 @@ def test_the_full_vae_crops_fit_a_training_clip_and_train():
 
 
 def _fake_runner(calls: list, name: str):
-    def run(config, scale, device, out, command, **parents):
-        calls.append((name, scale, parents))
-        Path(out).write_bytes(b"x")
+    def run(config, training_run, **parents):
+        calls.append((name, training_run.scale, parents))
+        Path(training_run.out).write_bytes(b"x")
         return {"train_seconds": 0.0, "final": {}}
 
     return run
@@ -72,12 +72,12 @@ def test_the_lm_command_passes_full_scale_parents(monkeypatch, tmp_path):
 
     calls: list = []
     monkeypatch.setattr(
-        train_module, "run_stage", lambda plan, scale, device, out, tokenizer, command, codec, embedding: calls.append(
+        train_module, "run_stage", lambda plan, run, tokenizer, codec, embedding: calls.append(
             (plan.stage, tokenizer, codec, embedding)
         ) or {"train_seconds": 0.0, "validation_nll": 0.0, "unigram_nll": 0.0},
     )  # fmt: skip
     monkeypatch.setattr(
-        train_module, "run_tokenizer", lambda plan, device, out, command, embedding: calls.append(
+        train_module, "run_tokenizer", lambda plan, run, embedding: calls.append(
             ("tokenizer", embedding)
         ) or {"clusters_used": 0, "train_seconds": 0.0},
     )  # fmt: skip
@@ -99,9 +99,10 @@ def test_a_full_semantic_stage_refuses_a_tokenizer_with_other_clusters(monkeypat
     tokenizer = SimpleNamespace(config=SimpleNamespace(n_clusters=64))  # the tiny tokenizer's size
     monkeypatch.setattr(train_module, "_models", lambda *args, **paths: (None, None, tokenizer))
     with pytest.raises(ConfigError, match="64 clusters but this full recipe expects 256"):
-        train_module.run_stage(
-            train_module.recipe("semantic", "full"), "full", torch.device("cpu"), tmp_path / "x", tmp_path / "k", ""
+        run = train_module.COMMAND.parse(
+            ["--stage", "semantic", "--scale", "full", "--device", "cpu", "--out", str(tmp_path / "x")]
         )
+        train_module.run_stage(train_module.recipe("semantic", "full"), run, tmp_path / "k")
 
 
 def test_a_tokenizer_fitted_on_another_embedding_is_refused(tmp_path):
@@ -115,13 +116,3 @@ def test_a_tokenizer_fitted_on_another_embedding_is_refused(tmp_path):
     save_weights(other, JointEmbedding(JointEmbeddingConfig()))  # untrained: not the tokenizer's embedding
     with pytest.raises(CheckpointError, match="made with another joint embedding"):
         _models(torch.device("cpu"), False, True, TINY_FILES["tokenizer"], embedding_path=other)
-
-
-def test_the_vocoder_stage_refuses_torchrun(monkeypatch, tmp_path):
-    import course_lib.latent_diffusion.train as train_module
-
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; the GAN loop has no DistributedDataParallel
-    with pytest.raises(ConfigError, match="Run it in one process"):
-        train_module.run_vocoder(
-            train_module.recipe("vocoder", "full"), "full", torch.device("cpu"), tmp_path / "v.safetensors"
-        )

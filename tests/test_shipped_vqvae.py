@@ -69,4 +69,5 @@ def test_the_command_trains_and_writes_loadable_weights(tmp_path, capsys):
     main(["--model", "vqvae", "--scale", "tiny", "--steps", "2", "--out", str(out)])
     assert "trained 2 steps" in capsys.readouterr().out
     metadata = load_weights(out, VQVAE(vq_vae_config("tiny")))
-    assert metadata["steps"] == 2 and metadata["recipe"].endswith("--steps 2")
+    assert metadata["steps"] == 2 and metadata["command"].endswith("--steps 2 --out " + str(out))
+    assert not list(tmp_path.glob("*.ckpt"))  # the training checkpoint is removed once the weights are written

@@ -35,11 +35,7 @@ the shipped weights).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -55,11 +51,12 @@ from course_lib.codec.losses import (
     multi_scale_spectral_loss,
 )
 from course_lib.codec.model import Codec, CodecConfig
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
 from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
-from course_lib.train.distributed import average_gradients, broadcast_parameters
+from course_lib.train.adversarial import DiscriminatorStep
+from course_lib.train.command import TrainingCommand, positive_float, positive_int
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_CODEC = CHECKPOINT_DIR / "codec_tiny.safetensors"
@@ -118,13 +115,28 @@ class CodecTrainingLoss:
 
     Calls count the steps: from call ``adversarial_start`` on, each call first takes one optimizer
     step of the discriminator on L_D, then adds the adversarial and feature-matching terms to the
-    generator's loss. Returns the total and every term (for the Trainer's history).
+    generator's loss. Returns the total and every term (for the Trainer's history). The
+    discriminator, its optimizer and the call count are part of a training checkpoint
+    (:meth:`state_dict`), so a resumed GAN stage continues exactly.
     """
 
     def __init__(self, recipe: CodecRecipe, sample_rate: int = 16_000) -> None:
         self.recipe, self.sample_rate, self.calls = recipe, sample_rate, 0
-        self.discriminator = MultiScaleSTFTDiscriminator(recipe.disc_windows, recipe.disc_channels)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+        discriminator = MultiScaleSTFTDiscriminator(recipe.disc_windows, recipe.disc_channels)
+        optimizer = torch.optim.Adam(discriminator.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.9))
+        self.critic = DiscriminatorStep(discriminator, optimizer)
+
+    @property
+    def discriminator(self) -> MultiScaleSTFTDiscriminator:
+        return self.critic.discriminator
+
+    def state_dict(self) -> dict[str, Any]:
+        """The number of calls (steps) so far, the discriminator and its optimizer."""
+        return {"calls": self.calls, "critic": self.critic.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = state["calls"]
+        self.critic.load_state_dict(state["critic"])
 
     def __call__(self, codec: Codec, batch: Tensor) -> dict[str, Tensor]:
         r = self.recipe
@@ -138,25 +150,17 @@ class CodecTrainingLoss:
             "perplexity_level_1": out.vq.perplexity[0],
         }
         if self.calls >= r.adversarial_start:
-            self.discriminator.to(batch.device)
-            if self.calls == r.adversarial_start:  # under torchrun: one discriminator, kept equal on every process
-                broadcast_parameters(self.discriminator)
             real, fake = batch[: r.disc_batch], out.audio[: r.disc_batch]  # (b, T)
-            self.discriminator.requires_grad_(True)
-            loss_d = hinge_discriminator_loss(self.discriminator(real).logits, self.discriminator(fake.detach()).logits)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss_d.backward()
-            average_gradients(self.discriminator)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)  # free the gradients; L_G below adds none
-            self.discriminator.requires_grad_(False)  # the generator's terms train the codec only
+            loss_d = self.critic.step(
+                lambda d: hinge_discriminator_loss(d(real).logits, d(fake.detach()).logits), batch.device
+            )  # then frozen: the generator's terms below train the codec only
             with torch.no_grad():
                 target = self.discriminator(real)
             judged = self.discriminator(fake)
             adversarial = hinge_generator_loss(judged.logits)
             feature = feature_matching_loss(target.features, judged.features)
             loss = loss + r.lambda_adv * adversarial + r.lambda_feat * feature
-            terms.update(discriminator=loss_d.detach(), adversarial=adversarial, feature=feature)
+            terms.update(discriminator=loss_d, adversarial=adversarial, feature=feature)
         self.calls += 1
         return {"loss": loss, **terms}
 
@@ -189,9 +193,13 @@ class TrainingRun(NamedTuple):
 
 
 def train_codec(
-    config: CodecConfig, plan: CodecRecipe, device: str | torch.device | None = None, progress: bool = True
+    config: CodecConfig, plan: CodecRecipe, device: str | torch.device | None = None, **train_options: Any
 ) -> TrainingRun:
-    """Train a codec from its seed with ``plan``; returns the codec (eval mode), history and times."""
+    """Train a codec from its seed with ``plan``; returns the codec (eval mode), history and times.
+
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (``progress=False``; the
+    checkpoint and resume options of :meth:`course_lib.train.command.Run.train_options`).
+    """
     from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -209,7 +217,7 @@ def train_codec(
         log_every=plan.log_every,
         seed=plan.seed,
         grad_clip=plan.grad_clip,
-        progress=progress,
+        **train_options,
     )
     trainer = Trainer(codec, loss, train_config, optimizer=optimizer, scheduler=scheduler, device=device)
     history = trainer.fit(random_crops(clips, plan.batch_size, plan.crop, plan.seed))
@@ -217,24 +225,18 @@ def train_codec(
     return TrainingRun(codec.eval(), list(history), time.perf_counter() - started, cpu_seconds)
 
 
+COMMAND = TrainingCommand("course_lib.codec.train", __doc__)
+COMMAND.add_argument("--adversarial-start", type=int, help="reconstruction-only steps before the GAN terms")
+COMMAND.add_argument("--lr", type=positive_float)
+COMMAND.add_argument("--clips", type=positive_int, help="SynthMusic training clips to synthesize")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
-    parser.add_argument("--out", type=Path, default=None, help="the .safetensors file to write")
-    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
-    parser.add_argument("--adversarial-start", type=int, help="reconstruction-only steps before the GAN terms")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped file)")
-    add_device_argument(parser)
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    args = parser.parse_args(argv)
-    command = "python -m course_lib.codec.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    scale = get_scale(args.scale)
+    """Train the codec recipe of the command line, write its weights and print the held-out figures."""
+    run = COMMAND.parse(argv)
+    args = run.args
     plan = recipe(
-        scale,
+        run.scale,
         steps=args.steps,
         adversarial_start=args.adversarial_start,
         batch_size=args.batch_size,
@@ -244,36 +246,23 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if plan.init_clips > plan.train_clips:
         raise ConfigError(f"--clips must be at least {plan.init_clips} (the k-means initialisation uses that many).")
-    device = training_device(args.device, args.scale)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
-    config = CodecConfig.for_scale(scale)
-    codec, history, seconds, cpu_seconds = train_codec(config, plan, device, progress=not args.no_progress)
+    config = CodecConfig.for_scale(run.scale)
+    codec, history, _, _ = train_codec(config, plan, run.device, **run.train_options())
     codec.cpu()
     figures = evaluate(codec, held_out_clips(8))
     metadata = {
-        "command": command,
-        "scale": scale,
+        **run.facts(),
         "recipe": dataclasses.asdict(plan),
         "final_terms": history[-1] if history else {},
         "held_out": {str(n_q): values for n_q, values in figures.items()},
-        "train_seconds": round(seconds, 1),
-        "cpu_seconds": round(cpu_seconds, 1),
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
         "sample_rate": config.sample_rate,
         "frame_rate": codec.frame_rate,
     }
-    if args.out is not None:
-        from course_lib.train import save_weights
+    from course_lib.train import save_weights
 
-        save_weights(args.out, codec, metadata)
-    print(
-        f"trained {plan.steps} steps in {seconds:.0f} s ({cpu_seconds:.0f} s of CPU)"
-        + (f"; wrote {args.out}" if args.out else "")
-    )
+    save_weights(run.out, codec, metadata)
+    run.finish()
+    print(f"trained {plan.steps} steps in {metadata['train_seconds']:.0f} s; wrote {run.out}")
     for n_q, values in figures.items():
         print(
             f"  {n_q:>2} levels, {values['kbps']:.1f} kbps: mel distance {values['mel_distance']:.3f}, "
@@ -283,4 +272,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

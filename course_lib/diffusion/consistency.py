@@ -35,7 +35,6 @@ Notebook: notebooks/10_fast_sampling.ipynb
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,6 +45,7 @@ from course_lib.diffusion.losses import split_batch
 from course_lib.diffusion.samplers import ddim_step, ddim_timesteps, sample_noise, sampling_device, sampling_loop
 from course_lib.diffusion.schedules import NoiseSchedule, check_prediction_type
 from course_lib.errors import ConfigError
+from course_lib.train.schedules import WeightAverage
 
 SIGMA_DATA = 0.5
 
@@ -150,10 +150,22 @@ class ConsistencyDistillationLoss:
         self.teacher_prediction_type = teacher_prediction_type
         self.timesteps = torch.tensor(consistency_timesteps(schedule, num_points))  # (N,) ascending
         self.target_decay = target_decay
-        self.target: nn.Module | None = None
+        self.average = WeightAverage()  # θ⁻, checkpointed with the run (state_dict)
+
+    @property
+    def target(self) -> nn.Module | None:
+        """The target network θ⁻ (None before the first call)."""
+        return self.average.module
+
+    def state_dict(self) -> dict[str, Any]:
+        """θ⁻, for a training checkpoint: a resumed run continues with the same target network."""
+        return self.average.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.average.load_state_dict(state)
 
     def __call__(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
-        self._update_target(model)
+        self.average.update(model, lambda n: self.target_decay)
         x0, cond = split_batch(batch)  # x0: (B, …)
         self.schedule = self.schedule.to(x0.device)
         self.teacher.to(x0.device)
@@ -170,16 +182,6 @@ class ConsistencyDistillationLoss:
             target = self.target(x_low, t_low, **kwargs)  # (B, …)  f_θ⁻
         online = model(x_high, t_high, **kwargs)  # (B, …)  f_θ
         return {"loss": torch.mean((online.float() - target.float()) ** 2)}
-
-    @torch.no_grad()
-    def _update_target(self, model: nn.Module) -> None:
-        if self.target is None:
-            self.target = copy.deepcopy(model).requires_grad_(False)
-            return
-        for target, online in zip(self.target.parameters(), model.parameters(), strict=True):
-            target.lerp_(online, 1 - self.target_decay)
-        for target, online in zip(self.target.buffers(), model.buffers(), strict=True):
-            target.copy_(online)
 
 
 @torch.no_grad()

@@ -37,13 +37,8 @@ Notebooks: notebooks/07_ddpm.ipynb (the teacher), 10_fast_sampling.ipynb (the st
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
-import platform
-import shlex
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything
 from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss
 from course_lib.diffusion.losses import DiffusionLoss
@@ -69,7 +64,8 @@ from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
 from course_lib.errors import ConfigError
-from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train import EMALoss, GeneratorBatches, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("teacher", "progressive", "consistency")
 
@@ -117,21 +113,28 @@ def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig
 
 
 def train(
-    model: nn.Module, loss_fn: Any, data: MelPatches, config: RecipeConfig, device: torch.device
+    model: nn.Module, loss_fn: Any, data: MelPatches, config: RecipeConfig, device: torch.device, **train_options: Any
 ) -> tuple[nn.Module, list]:
-    """Train ``model`` with AdamW + warm-up/cosine on random patches; return the EMA (or the model) and the history."""
-    generator = torch.Generator().manual_seed(config.seed)
+    """Train ``model`` with AdamW + warm-up/cosine on random patches; return the EMA (or the model) and the history.
+
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options).
+    """
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     wrapped = EMALoss(loss_fn, config.ema_decay) if config.ema_decay > 0 else loss_fn
     trainer = Trainer(
         model,
         wrapped,
-        TrainConfig(steps=config.steps, lr=config.lr, log_every=25, seed=config.seed, weight_decay=0.0),
+        TrainConfig(
+            steps=config.steps, lr=config.lr, log_every=25, seed=config.seed, weight_decay=0.0, **train_options
+        ),
         optimizer=optimizer,
         scheduler=warmup_cosine_schedule(optimizer, config.steps, config.warmup_steps, config.final_lr_fraction),
         device=device,
     )
-    history = trainer.fit(lambda step: data.random_batch(config.batch_size, generator))
+    batches = GeneratorBatches(
+        lambda generator: data.random_batch(config.batch_size, generator), torch.Generator().manual_seed(config.seed)
+    )
+    history = trainer.fit(batches)
     if isinstance(wrapped, EMALoss):
         return wrapped.update(model), history  # one last update: the weights after the final step
     return model, history
@@ -146,56 +149,46 @@ def sample_quality(model: nn.Module, bundle: PretrainedDiffusion, sampler: Any, 
     return frechet_mel_distance(bundle.to_log_mel(x), reference)
 
 
-def metadata_for(
-    stage: str, config: RecipeConfig, scale: str, started: float, history: list, extra: dict, command: str
-) -> dict:
+def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list, extra: dict) -> dict:
     return {
+        **run.facts(),
         "stage": stage,
-        "scale": scale,
         **dataclasses.asdict(config),
         "scaling": dataclasses.asdict(SpectrogramScaling()),
         "mel_config": dataclasses.asdict(MelConfig()),
         "patch_frames": PATCH_FRAMES,
         "train_seed": TRAIN_SEED,
         "final_loss": history[-1]["loss"] if history else None,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "command": command,
         **extra,
     }
 
 
-def run_teacher(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
-    started = time.perf_counter()
+def run_teacher(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED)
-    model = UNet(UNetConfig.for_scale(scale))
+    model = UNet(UNetConfig.for_scale(run.scale))
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     loss = DiffusionLoss(schedule, prediction_type=config.prediction_type)
-    ema, history = train(model, loss, data, config, device)
-    metadata = metadata_for("teacher", config, scale, started, history, {}, command)
-    save_weights(out, ema, metadata)
-    bundle = load_pretrained_diffusion(out, device)
+    ema, history = train(model, loss, data, config, run.device, **run.train_options())
+    metadata = metadata_for("teacher", config, run, history, {})
+    save_weights(run.out, ema, metadata)
+    bundle = load_pretrained_diffusion(run.out, run.device)
     metadata["fmd_ddim50"] = sample_quality(bundle.model, bundle, ddim_sampler(bundle, 50), config.eval_samples)
-    save_weights(out, ema, metadata)
+    save_weights(run.out, ema, metadata)
     return metadata
 
 
-def run_progressive(
-    config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path, command: str = ""
-) -> dict:
-    started = time.perf_counter()
+def run_progressive(config: RecipeConfig, run: Run, teacher_path: Path) -> dict:
+    """Rounds of progressive distillation, each a phase with its own checkpoint (``OUT.round-16.ckpt``, ...)."""
     seed_everything(config.seed)
-    bundle = load_pretrained_diffusion(teacher_path, device)
+    bundle = load_pretrained_diffusion(teacher_path, run.device)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED)
     teacher, history, rounds = bundle.model, [], {}
     steps = config.teacher_steps // 2
     while steps >= config.final_steps:
         student = copy.deepcopy(teacher).train()
         loss = ProgressiveDistillationLoss(teacher, bundle.schedule, steps, bundle.prediction_type)
-        student, round_history = train(student, loss, data, config, device)
+        student, round_history = train(student, loss, data, config, run.device, **run.train_options(f"round-{steps}"))
         rounds[str(steps)] = round_history[-1]["loss"]
         history += round_history
         teacher = student.eval()
@@ -206,31 +199,28 @@ def run_progressive(
         "spacing": "trailing",
         "round_final_losses": rounds,
     }
-    metadata = metadata_for("progressive", config, scale, started, history, extra, command)
+    metadata = metadata_for("progressive", config, run, history, extra)
     metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
                     prediction_type=bundle.prediction_type)  # fmt: skip
     metadata["fmd"] = sample_quality(
         teacher, bundle, ddim_sampler(bundle, config.final_steps, "trailing"), config.eval_samples
     )
-    save_weights(out, teacher, metadata)
+    save_weights(run.out, teacher, metadata)
     return metadata
 
 
-def run_consistency(
-    config: RecipeConfig, scale: str, device: torch.device, out: Path, teacher_path: Path, command: str = ""
-) -> dict:
-    started = time.perf_counter()
+def run_consistency(config: RecipeConfig, run: Run, teacher_path: Path) -> dict:
     seed_everything(config.seed)
-    bundle = load_pretrained_diffusion(teacher_path, device)
+    bundle = load_pretrained_diffusion(teacher_path, run.device)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED)
     student = ConsistencyModel(copy.deepcopy(bundle.model).train(), bundle.schedule, bundle.prediction_type)
     loss = ConsistencyDistillationLoss(
         bundle.model, bundle.schedule, bundle.prediction_type, config.consistency_points, config.target_decay
     )
-    _, history = train(student, loss, data, config, device)
+    _, history = train(student, loss, data, config, run.device, **run.train_options())
     target = loss.target.eval()  # θ⁻, the EMA target network: an average of the trained weights, steadier than the last
     extra = {"teacher": teacher_path.name, "sigma_data": target.sigma_data}
-    metadata = metadata_for("consistency", config, scale, started, history, extra, command)
+    metadata = metadata_for("consistency", config, run, history, extra)
     metadata.update(schedule=bundle.metadata["schedule"], num_timesteps=bundle.metadata["num_timesteps"],
                     prediction_type=bundle.prediction_type)  # fmt: skip
     for steps in (1, 2):
@@ -242,7 +232,7 @@ def run_consistency(
             ),
             config.eval_samples,
         )
-    save_weights(out, target.network, metadata)
+    save_weights(run.out, target.network, metadata)
     return metadata
 
 
@@ -254,30 +244,21 @@ def ddim_sampler(bundle: PretrainedDiffusion, num_steps: int, spacing: str = "le
     return sample
 
 
+COMMAND = TrainingCommand("course_lib.diffusion.train_spectrogram_ddpm", __doc__)
+COMMAND.add_argument("--stage", choices=STAGES, default="teacher")
+COMMAND.add_argument("--teacher", type=Path, help="the teacher's weights (stages progressive and consistency)")
+COMMAND.add_argument("--lr", type=positive_float)
+COMMAND.add_argument("--clips", type=positive_int, help="SynthMusic training clips to synthesize")
+COMMAND.add_argument("--eval-samples", type=positive_int, help="samples drawn to score the result (FMD)")
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=STAGES, default="teacher")
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
-    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
-    parser.add_argument("--teacher", type=Path, help="the teacher's weights (stages progressive and consistency)")
-    parser.add_argument("--steps", type=int, help="training steps (per round for progressive)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--clips", type=int, help="SynthMusic training clips to synthesize")
-    parser.add_argument("--eval-samples", type=int, help="samples drawn to score the result (FMD)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
-    )
-    add_device_argument(parser)
-    parser.add_argument("--seed", type=int)
-    args = parser.parse_args(argv)
-    command = "python -m course_lib.diffusion.train_spectrogram_ddpm " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    scale = get_scale(args.scale)
+    """Train the stage of the command line (``--steps`` counts per round for progressive) and write its weights."""
+    run = COMMAND.parse(argv)
+    args = run.args
     config = recipe(
         args.stage,
-        scale,
+        run.scale,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -285,24 +266,22 @@ def main(argv: list[str] | None = None) -> dict:
         train_clips=args.clips,
         eval_samples=args.eval_samples,
     )
-    device = training_device(args.device, args.scale)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
     if args.stage != "teacher" and args.teacher is None:
-        parser.error(f"--stage {args.stage} needs --teacher PATH (the teacher's .safetensors file)")
+        COMMAND.parser.error(f"--stage {args.stage} needs --teacher PATH (the teacher's .safetensors file)")
     if args.stage == "teacher":
-        metadata = run_teacher(config, scale, device, args.out, command)
+        metadata = run_teacher(config, run)
     elif args.stage == "progressive":
-        metadata = run_progressive(config, scale, device, args.out, args.teacher, command)
+        metadata = run_progressive(config, run, args.teacher)
     else:
-        metadata = run_consistency(config, scale, device, args.out, args.teacher, command)
-    size = args.out.stat().st_size / 1e6
+        metadata = run_consistency(config, run, args.teacher)
+    run.finish()
+    size = run.out.stat().st_size / 1e6
     quality = {k: round(v, 1) for k, v in metadata.items() if k.startswith("fmd")}
     print(
-        f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final loss {metadata['final_loss']:.4f}; {quality}"
+        f"wrote {run.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final loss {metadata['final_loss']:.4f}; {quality}"
     )
     return metadata
 
 
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

@@ -22,18 +22,17 @@ Notebook: notebooks/06_text_to_music.ipynb loads the result with
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything
 from course_lib.data.captions import make_caption
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.data.synth_music import Clip, ClipBatch
@@ -49,6 +48,7 @@ from course_lib.joint_embedding.retrieval import (
     retrieval_accuracy,
     zero_shot_accuracy,
 )
+from course_lib.train.command import TrainingCommand
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -67,12 +67,15 @@ class Recipe:
     seed: int = 0
 
 
-def recipe(scale: str | None = None) -> Recipe:
-    """The recipe of the shipped checkpoint at ``scale`` (``tiny``: minutes on one CPU thread)."""
+def recipe(scale: str | None = None, **changes: Any) -> Recipe:
+    """The recipe of the shipped checkpoint at ``scale`` (``tiny``: minutes on one CPU thread), fields overridden by ``changes`` (None: keep)."""
     config = JointEmbeddingConfig.for_scale(scale)
-    if get_scale(scale) == "full":
-        return Recipe(config, steps=20_000, n_clips=20_000, batch_size=128, lr=5e-4)
-    return Recipe(config, steps=2_000, n_clips=3_000)
+    plan = (
+        Recipe(config, steps=20_000, n_clips=20_000, batch_size=128, lr=5e-4)
+        if get_scale(scale) == "full"
+        else Recipe(config, steps=2_000, n_clips=3_000)
+    )
+    return dataclasses.replace(plan, **{k: v for k, v in changes.items() if v is not None})
 
 
 def recaption(clip: Clip, rng: np.random.Generator) -> str:
@@ -156,74 +159,57 @@ def evaluate(model: JointEmbedding, n_clips: int = 200) -> dict[str, dict[str, f
     return figures
 
 
-def train(
-    scale: str | None, out: Path | None, steps: int | None = None, threads: int | None = 1, device: str | None = None
-) -> dict:
-    """Train the recipe from its seed, save the weights to ``out`` and return the figures it reached."""
-    from course_lib.train import TrainConfig, Trainer, save_weights, warmup_cosine_schedule  # tqdm: keep local
+def train(plan: Recipe, device: str | torch.device | None = None, **train_options: Any) -> tuple[JointEmbedding, list]:
+    """Train ``plan`` from its seed; returns the embedding (on the CPU) and the history.
 
-    if threads:
-        torch.set_num_threads(threads)
-    plan = recipe(scale)
-    steps = steps or plan.steps
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options
+    of :meth:`course_lib.train.command.Run.train_options`, ``progress``).
+    """
+    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # tqdm: keep local
+
     seed_everything(plan.seed)
     model = JointEmbedding(plan.config)
-    started = time.perf_counter()
-    cpu_started = time.process_time()
     clips = training_clips(plan.n_clips)
     log_mels = log_mels_of(model, clips.audio)  # (N, M, F)
-    data_seconds = time.perf_counter() - started
-    config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
+    config = TrainConfig(steps=plan.steps, lr=plan.lr, log_every=50, seed=plan.seed, **train_options)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    trainer = Trainer(
-        model, contrastive_step, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
-    )
+    scheduler = warmup_cosine_schedule(optimizer, plan.steps, warmup_steps=plan.steps // 20)
+    trainer = Trainer(model, contrastive_step, config, optimizer=optimizer, scheduler=scheduler, device=device)
     history = trainer.fit(contrastive_batches(model, clips, log_mels, plan))
-    train_seconds = time.perf_counter() - started
-    model.cpu()
+    return model.cpu(), list(history)
+
+
+COMMAND = TrainingCommand("course_lib.joint_embedding.train", __doc__, out_required=False)
+COMMAND.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train the recipe of the command line (or ``--evaluate`` saved weights) and print the figures."""
+    from course_lib.joint_embedding.model import load_joint_embedding
+    from course_lib.train import save_weights
+
+    run = COMMAND.parse(argv)
+    if run.args.evaluate is not None:
+        figures = evaluate(load_joint_embedding(run.args.evaluate, "cpu"))
+        print(json.dumps(figures, indent=1))
+        return figures
+    plan = recipe(run.scale, steps=run.args.steps, batch_size=run.args.batch_size, seed=run.args.seed)
+    model, history = train(plan, run.device, **run.train_options())
     metadata = {
-        "recipe": f"python -m course_lib.joint_embedding.train --scale {get_scale(scale)}"
-        + (f" --steps {steps}" if steps != plan.steps else ""),
-        "steps": steps,
-        "n_clips": plan.n_clips,
-        "batch_size": plan.batch_size,
-        "train_seconds": round(train_seconds),
-        "cpu_seconds": round(time.process_time() - cpu_started),  # what the wall time would be on an idle core
-        "data_seconds": round(data_seconds),
-        "threads": torch.get_num_threads(),
+        **run.facts(),
+        "recipe": {k: v for k, v in dataclasses.asdict(plan).items() if k != "config"},
+        "steps": plan.steps,
         "final_loss": history[-1]["loss"],
         "final_temperature": history[-1]["temperature"],
         "sample_rate": model.sample_rate,
         **evaluate(model, plan.eval_clips),
     }
-    if out is not None:
-        save_weights(out, model, metadata)
+    save_weights(run.out, model, metadata)
+    run.finish()
+    print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
+    print(f"wrote {run.out}")
     return metadata
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE or tiny")
-    parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (shipped weights: 1; 0 = torch's default)"
-    )
-    add_device_argument(parser)
-    parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
-    parser.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
-    args = parser.parse_args(argv)
-    if args.evaluate is not None:
-        from course_lib.joint_embedding.model import load_joint_embedding
-
-        torch.set_num_threads(args.threads or torch.get_num_threads())
-        print(json.dumps(evaluate(load_joint_embedding(args.evaluate, "cpu")), indent=1))
-        return
-    metadata = train(args.scale, args.out, args.steps, args.threads, args.device)
-    print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
-    if args.out is not None:
-        print(f"wrote {args.out}")
-
-
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

@@ -32,14 +32,8 @@ Notebooks: notebooks/08_latent_diffusion.ipynb, 09_controlnet.ipynb.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
-import os
-import platform
-import shlex
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig, log_mel_spectrogram
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything
 from course_lib.data import ClipBatch, SynthMusic
 from course_lib.data.splits import held_out_clips, training_clips
 from course_lib.diffusion.losses import DiffusionLoss
@@ -83,11 +77,11 @@ from course_lib.latent_diffusion.vocoder import (
     HiFiGAN,
     HiFiGANConfig,
     HiFiGANDiscriminators,
-    discriminator_loss,
-    generator_losses,
+    HiFiGANTrainingLoss,
     griffin_lim_vocoder,
 )
-from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train import EMALoss, GeneratorBatches, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("vae", "vocoder", "ldm", "controlnet")
 TRAIN_SEED, HELD_OUT_SEED = 0, 1  # SynthMusic seeds of the caption-free models' training and held-out clips
@@ -141,19 +135,23 @@ def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig
 
 
 def fit(
-    model: nn.Module, loss_fn: Any, batches: Any, config: RecipeConfig, device: torch.device, log_every: int = 25
+    model: nn.Module, loss_fn: Any, batches: Any, config: RecipeConfig, run: Run, log_every: int = 25
 ) -> tuple[nn.Module, list]:
-    """AdamW + warm-up/cosine through :class:`course_lib.train.Trainer`; returns the EMA (or the model) and the history."""
+    """AdamW + warm-up/cosine through :class:`course_lib.train.Trainer`, resumable; returns the EMA (or the model) and the history."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     wrapped = EMALoss(loss_fn, config.ema_decay) if config.ema_decay > 0 else loss_fn
+    train_config = TrainConfig(
+        steps=config.steps, lr=config.lr, log_every=log_every, seed=config.seed, weight_decay=0.0,
+        **run.train_options(),
+    )  # fmt: skip
     trainer = Trainer(
         model,
         wrapped,
-        TrainConfig(steps=config.steps, lr=config.lr, log_every=log_every, seed=config.seed, weight_decay=0.0),
+        train_config,
         optimizer=optimizer,
         scheduler=warmup_cosine_schedule(optimizer, config.steps, config.warmup_steps, config.final_lr_fraction),
-        device=device,
+        device=run.device,
     )
     history = trainer.fit(batches)
     if isinstance(wrapped, EMALoss):
@@ -161,21 +159,21 @@ def fit(
     return model, history
 
 
-def metadata_for(stage: str, config: RecipeConfig, scale: str, started: float, history: list, command: str) -> dict:
+def drawn_batches(draw: Any, seed: int) -> GeneratorBatches:
+    """Batches ``draw(generator)`` from one generator seeded with ``seed``, checkpointed with the run."""
+    return GeneratorBatches(draw, torch.Generator().manual_seed(seed))
+
+
+def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list) -> dict:
     """The training facts every shipped file carries."""
     last = history[-1] if history else {}
     return {
+        **run.facts(),
         "stage": stage,
-        "scale": scale,
         **dataclasses.asdict(config),
         "mel_config": dataclasses.asdict(MelConfig()),
         "scaling": dataclasses.asdict(SpectrogramScaling()),
         "final": {k: round(v, 5) for k, v in last.items() if k not in ("step", "lr")},
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "command": command,
     }
 
 
@@ -212,23 +210,19 @@ def evaluate_vae(vae: MelVAE, log_mels: Tensor) -> dict[str, float]:
     }
 
 
-def run_vae(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
-    started = time.perf_counter()
+def run_vae(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED, frames=config.crop_frames)
-    vae = MelVAE(MelVAEConfig.for_scale(scale))
-    generator = torch.Generator().manual_seed(config.seed)
-    vae, history = fit(
-        vae, lambda model, batch: model.loss(batch), lambda step: data.random_batch(config.batch_size, generator),
-        config, device,
-    )  # fmt: skip
+    vae = MelVAE(MelVAEConfig.for_scale(run.scale))
+    batches = drawn_batches(lambda generator: data.random_batch(config.batch_size, generator), config.seed)
+    vae, history = fit(vae, lambda model, batch: model.loss(batch), batches, config, run)
     vae = vae.eval()
-    whole = pad_frames(data.scaling.to_model(data.log_mels).unsqueeze(1), vae.frame_multiple).to(device)
+    whole = pad_frames(data.scaling.to_model(data.log_mels).unsqueeze(1), vae.frame_multiple).to(run.device)
     scale_factor = vae.fit_latent_scale(whole)
-    metadata = metadata_for("vae", config, scale, started, history, command)
+    metadata = metadata_for("vae", config, run, history)
     held_out = MelPatches(config.eval_clips, seed=HELD_OUT_SEED).log_mels
     metadata.update(latent_scale=scale_factor, **{k: round(v, 4) for k, v in evaluate_vae(vae, held_out).items()})
-    save_weights(out, vae, metadata)
+    save_weights(run.out, vae, metadata)
     return metadata
 
 
@@ -252,63 +246,39 @@ def evaluate_vocoder(vocoder: HiFiGAN, audio: Tensor, n_iter: int = 64) -> dict[
     return {"hifigan_mel_l1": distance(hifigan), "griffin_lim_mel_l1": distance(griffin_lim)}
 
 
-def run_vocoder(config: RecipeConfig, scale: str, device: torch.device, out: Path, command: str = "") -> dict:
+def run_vocoder(config: RecipeConfig, run: Run) -> dict:
     """HiFi-GAN on random segments of ``SynthMusic(seed=0)`` clips: mel loss alone first, then with the discriminators.
 
-    Its GAN loop is its own, not :class:`course_lib.train.Trainer`'s, so it trains in one process only.
+    The generator trains in :class:`course_lib.train.Trainer` (AdamW with HiFi-GAN's betas, gradient
+    norm clipped at 10); the discriminators take their step inside :class:`HiFiGANTrainingLoss`.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(
-            "The vocoder stage has its own GAN loop without DistributedDataParallel: under torchrun every process "
-            "would train the same copy on the same GPU. Run it in one process: "
-            "python -m course_lib.latent_diffusion.train --stage vocoder ..."
-        )
-    started = time.perf_counter()
     seed_everything(config.seed)
     audio = SynthMusic(n_clips=config.train_clips, seconds=2.0, seed=TRAIN_SEED).batch(config.train_clips).audio
-    generator_net = HiFiGAN(HiFiGANConfig.for_scale(scale)).to(device)
-    discriminators = HiFiGANDiscriminators(DiscriminatorSizes.for_scale(scale)).to(device)
+    generator_net = HiFiGAN(HiFiGANConfig.for_scale(run.scale))
+    discriminators = HiFiGANDiscriminators(DiscriminatorSizes.for_scale(run.scale))
     betas = (0.8, 0.99)  # HiFi-GAN's AdamW betas
     opt_g = torch.optim.AdamW(generator_net.parameters(), config.lr, betas=betas, weight_decay=0.0)
     opt_d = torch.optim.AdamW(discriminators.parameters(), config.lr, betas=betas, weight_decay=0.0)
-    sched_g = warmup_cosine_schedule(opt_g, config.steps, config.warmup_steps, config.final_lr_fraction)
-    gan_start = config.steps - config.gan_steps
     sched_d = warmup_cosine_schedule(opt_d, config.gan_steps, 0, config.final_lr_fraction)
-    mel_config, crops = MelConfig(), torch.Generator().manual_seed(config.seed)
-    history, window, window_steps = [], {}, 0
-    for step in range(config.steps):
-        real = audio_crops(audio, config.batch_size, config.crop_samples, mel_config.hop_length, crops).to(device)
-        fake = generator_net(log_mel_spectrogram(real, mel_config))[..., : real.shape[-1]]  # (B, T)
-        use_gan = step >= gan_start
-        if use_gan:  # HiFi-GAN's order: a discriminator step, then a generator step against the updated discriminators
-            loss_d = discriminator_loss(discriminators, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            sched_d.step()
-        terms = generator_losses(discriminators if use_gan else None, real, fake, mel_config)
-        if use_gan:
-            terms["discriminator"] = loss_d.detach()
-        opt_g.zero_grad(set_to_none=True)
-        terms["loss"].backward()  # the discriminators' gradients from this pass are cleared before their next step
-        torch.nn.utils.clip_grad_norm_(generator_net.parameters(), 10.0)
-        opt_g.step()
-        sched_g.step()
-        for name, value in terms.items():
-            window[name] = window.get(name, 0) + value.detach()
-        window_steps += 1
-        if (step + 1) % 50 == 0 or step + 1 == config.steps:
-            names = list(window)
-            means = (torch.stack([window[n] for n in names]) / window_steps).tolist()  # one sync per 50 steps
-            history.append({"step": step + 1, **dict(zip(names, means, strict=True))})
-            print(
-                f"step {step + 1}: " + ", ".join(f"{n} {v:.4f}" for n, v in zip(names, means, strict=True)), flush=True
-            )
-            window, window_steps = {}, 0
-    metadata = metadata_for("vocoder", config, scale, started, history, command)
+    loss = HiFiGANTrainingLoss(discriminators, opt_d, sched_d, mel_steps=config.steps - config.gan_steps)
+    hop = MelConfig().hop_length
+    trainer = Trainer(
+        generator_net,
+        loss,
+        TrainConfig(steps=config.steps, lr=config.lr, log_every=50, seed=None, grad_clip=10.0, **run.train_options()),
+        optimizer=opt_g,
+        scheduler=warmup_cosine_schedule(opt_g, config.steps, config.warmup_steps, config.final_lr_fraction),
+        device=run.device,
+    )
+    batches = drawn_batches(
+        lambda generator: audio_crops(audio, config.batch_size, config.crop_samples, hop, generator), config.seed
+    )
+    history = trainer.fit(batches)
+    generator_net = generator_net.cpu().eval()
+    metadata = metadata_for("vocoder", config, run, history)
     held_out = SynthMusic(n_clips=config.eval_clips // 2, seconds=2.0, seed=HELD_OUT_SEED).batch(config.eval_clips // 2)
     metadata.update({k: round(v, 4) for k, v in evaluate_vocoder(generator_net, held_out.audio).items()})
-    save_weights(out, generator_net.eval(), metadata)
+    save_weights(run.out, generator_net, metadata)
     return metadata
 
 
@@ -383,10 +353,7 @@ def evaluate_text_to_audio(
 
 def run_ldm(
     config: RecipeConfig,
-    scale: str,
-    device: torch.device,
-    out: Path,
-    command: str = "",
+    run: Run,
     vae_path: Path = TINY_VAE,
     embedding_path: Path = TINY_JOINT_EMBEDDING,
 ) -> dict:
@@ -396,28 +363,28 @@ def run_ldm(
     """
     from course_lib.joint_embedding.model import load_joint_embedding
 
-    started = time.perf_counter()
+    device = run.device
     seed_everything(config.seed)
     vae_path, embedding_path = Path(vae_path), Path(embedding_path)
     vae = load_mel_vae(vae_path, device)
     embedding = load_joint_embedding(embedding_path, device)
-    unet = UNet(latent_unet_config(vae.config.latent_channels, embedding.dim, scale))
+    unet = UNet(latent_unet_config(vae.config.latent_channels, embedding.dim, run.scale))
     data = encode_clips(
         training_clips(config.train_clips), vae, embedding, vae.frame_multiple * unet.size_multiple, device
     )
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     loss = DiffusionLoss(schedule, prediction_type=config.prediction_type, cond_drop_prob=config.cond_drop_prob)
-    generator = torch.Generator().manual_seed(config.seed)
-    ema, history = fit(unet, loss, lambda step: data.batch(config.batch_size, generator), config, device)
-    metadata = metadata_for("ldm", config, scale, started, history, command)
+    batches = drawn_batches(lambda generator: data.batch(config.batch_size, generator), config.seed)
+    ema, history = fit(unet, loss, batches, config, run)
+    metadata = metadata_for("ldm", config, run, history)
     metadata.update(
         vae=vae_path.name, vae_sha256=file_sha256(vae_path), embedding=embedding_path.name,
         embedding_sha256=file_sha256(embedding_path), latent_scale=data.latent_scale,
     )  # fmt: skip
-    save_weights(out, ema, metadata)
-    pipeline = load_latent_diffusion(out, device, vae_path=vae_path, vocoder_path=None, embedding=embedding)
+    save_weights(run.out, ema, metadata)
+    pipeline = load_latent_diffusion(run.out, device, vae_path=vae_path, vocoder_path=None, embedding=embedding)
     metadata.update(evaluate_text_to_audio(pipeline, config.eval_clips, config.eval_steps, config.eval_guidance))
-    save_weights(out, ema, metadata)
+    save_weights(run.out, ema, metadata)
     return metadata
 
 
@@ -433,10 +400,7 @@ def random_control_signal(controls: dict[str, Tensor], frames: int, generator: t
 
 def run_controlnet(
     config: RecipeConfig,
-    scale: str,
-    device: torch.device,
-    out: Path,
-    command: str = "",
+    run: Run,
     base_path: Path = TINY_LDM,
     vae_path: Path = TINY_VAE,
     embedding_path: Path = TINY_JOINT_EMBEDDING,
@@ -448,13 +412,13 @@ def run_controlnet(
     """
     from course_lib.joint_embedding.model import load_joint_embedding
 
-    started = time.perf_counter()
+    device = run.device
     seed_everything(config.seed)
     base_path, embedding_path = Path(base_path), Path(embedding_path)
     embedding = load_joint_embedding(embedding_path, device)
     pipeline = load_latent_diffusion(base_path, device, vae_path=vae_path, vocoder_path=None, embedding=embedding)
     check_trained_on(pipeline.metadata, "embedding_sha256", embedding_path, "joint embedding", "ldm")
-    controlnet = ControlNet(pipeline.unet, ControlNetConfig.for_scale(scale))
+    controlnet = ControlNet(pipeline.unet, ControlNetConfig.for_scale(run.scale))
     model = ControlledUNet(pipeline.unet, controlnet)
     frame_multiple = pipeline.vae.frame_multiple * pipeline.unet.size_multiple
     data = encode_clips(
@@ -462,66 +426,52 @@ def run_controlnet(
     )
     schedule = NoiseSchedule.from_name(pipeline.metadata["schedule"], pipeline.metadata["num_timesteps"])
     loss = ControlNetLoss(schedule, pipeline.prediction_type, config.cond_drop_prob)
-    generator = torch.Generator().manual_seed(config.seed)
-    _, history = fit(model, loss, lambda step: data.batch(config.batch_size, generator, signal=True), config, device)
-    metadata = metadata_for("controlnet", config, scale, started, history, command)
+    batches = drawn_batches(lambda generator: data.batch(config.batch_size, generator, signal=True), config.seed)
+    _, history = fit(model, loss, batches, config, run)
+    metadata = metadata_for("controlnet", config, run, history)
     metadata.update(base=base_path.name, base_sha256=file_sha256(base_path), controls=list(CONTROLS))
-    save_weights(out, controlnet.eval(), metadata)
+    save_weights(run.out, controlnet.eval(), metadata)
     return metadata
 
 
 # ----------------------------------------------------------------------------------------------- main
+COMMAND = TrainingCommand("course_lib.latent_diffusion.train", __doc__)
+COMMAND.add_argument("--stage", choices=STAGES, required=True)
+COMMAND.add_argument("--lr", type=positive_float)
+COMMAND.add_argument("--clips", type=positive_int, help="training clips to synthesize")
+COMMAND.add_argument("--vae", type=Path, default=TINY_VAE, help="the Mel VAE (stages ldm, controlnet; default: tiny)")
+COMMAND.add_argument(
+    "--embedding", type=Path, default=TINY_JOINT_EMBEDDING, help="the joint embedding (ldm, controlnet; default: tiny)"
+)
+COMMAND.add_argument(
+    "--base", type=Path, default=TINY_LDM, help="the latent diffusion model (controlnet; default: tiny)"
+)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=STAGES, required=True)
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
-    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--clips", type=int, help="training clips to synthesize")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
-    )
-    add_device_argument(parser)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument(
-        "--vae", type=Path, default=TINY_VAE, help="the Mel VAE (stages ldm, controlnet; default: tiny)"
-    )
-    parser.add_argument(
-        "--embedding",
-        type=Path,
-        default=TINY_JOINT_EMBEDDING,
-        help="the joint embedding (ldm, controlnet; default: tiny)",
-    )
-    parser.add_argument(
-        "--base", type=Path, default=TINY_LDM, help="the latent diffusion model (controlnet; default: tiny)"
-    )
-    args = parser.parse_args(argv)
-    command = "python -m course_lib.latent_diffusion.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    scale = get_scale(args.scale)
+    """Train the stage of the command line and write its weights."""
+    run = COMMAND.parse(argv)
+    args = run.args
     config = recipe(
         args.stage,
-        scale,
+        run.scale,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
         train_clips=args.clips,
         seed=args.seed,
     )
-    device = training_device(args.device, args.scale)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
     runners = {"vae": run_vae, "vocoder": run_vocoder, "ldm": run_ldm, "controlnet": run_controlnet}
     parents = {
         "ldm": {"vae_path": args.vae, "embedding_path": args.embedding},
         "controlnet": {"base_path": args.base, "vae_path": args.vae, "embedding_path": args.embedding},
     }.get(args.stage, {})
-    metadata = runners[args.stage](config, scale, device, args.out, command, **parents)
-    size = args.out.stat().st_size / 1e6
-    print(f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final {metadata['final']}")
+    metadata = runners[args.stage](config, run, **parents)
+    run.finish()
+    size = run.out.stat().st_size / 1e6
+    print(f"wrote {run.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s; final {metadata['final']}")
     return metadata
 
 
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

@@ -19,7 +19,8 @@ Efficient and High Fidelity Speech Synthesis"):
   multi-scale discriminators (:mod:`course_lib.codec.discriminators`, :mod:`course_lib.codec.losses`),
   plus feature matching (λ_fm = 2) and the L1 log-mel loss (λ_mel = 45):
   ``L_G = L_adv(G; D) + 2 L_FM + 45 L_mel``, ``L_D = L_adv(D; G)``; see :func:`generator_losses`, :func:`discriminator_loss`
-  and :mod:`course_lib.latent_diffusion.train` (``--stage vocoder``).
+  and :class:`HiFiGANTrainingLoss`, which :mod:`course_lib.latent_diffusion.train` (``--stage vocoder``)
+  hands to the course's one training loop.
 
 All weights are weight-normalised (Salimans & Kingma 2016) as in HiFi-GAN.
 
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from course_lib.audio import MelConfig, log_mel_to_audio
+from course_lib.audio import MelConfig, log_mel_spectrogram, log_mel_to_audio
 from course_lib.config import ScaledConfig
 from course_lib.errors import ConfigError
 
@@ -249,3 +250,49 @@ def generator_losses(
         "adversarial": adversarial,
         "feature": feature,
     }
+
+
+class HiFiGANTrainingLoss:
+    """``loss_fn(generator, real)`` for :class:`course_lib.train.Trainer`: HiFi-GAN's L_G, with the L_D step inside.
+
+    The first ``mel_steps`` calls train on ``45 L_mel`` alone (a warm-up: a discriminator has little to
+    learn from noise); from then on each call first takes one discriminator step on :func:`discriminator_loss`
+    (AdamW with HiFi-GAN's betas and its own warm-up-free cosine schedule over the GAN steps), then
+    returns :func:`generator_losses` against the updated discriminators, HiFi-GAN's order. The
+    discriminators, their optimizer and schedule and the call count are part of a training checkpoint
+    (:meth:`state_dict`), and under torchrun the discriminators stay one model (:class:`course_lib.train.adversarial.DiscriminatorStep`).
+
+    Args:
+        discriminators: MPD + MSD; ``optimizer``/``scheduler``: theirs.
+        mel_steps: the calls before the discriminators join.
+    """
+
+    def __init__(
+        self,
+        discriminators: HiFiGANDiscriminators,
+        optimizer: torch.optim.Optimizer,
+        scheduler: object | None,
+        mel_steps: int,
+        mel_config: MelConfig | None = None,
+    ) -> None:
+        from course_lib.train.adversarial import DiscriminatorStep
+
+        self.critic = DiscriminatorStep(discriminators, optimizer, scheduler)
+        self.mel_steps, self.mel_config, self.calls = mel_steps, mel_config or MelConfig(), 0
+
+    def __call__(self, generator: nn.Module, real: Tensor) -> dict[str, Tensor]:
+        fake = generator(log_mel_spectrogram(real, self.mel_config))[..., : real.shape[-1]]  # (B, T)
+        use_gan = self.calls >= self.mel_steps
+        self.calls += 1
+        if not use_gan:
+            return generator_losses(None, real, fake, self.mel_config)
+        loss_d = self.critic.step(lambda d: discriminator_loss(d, real, fake), real.device)
+        return {**generator_losses(self.critic.discriminator, real, fake, self.mel_config), "discriminator": loss_d}
+
+    def state_dict(self) -> dict:
+        """The number of calls (steps) so far, the discriminators, their optimizer and scheduler."""
+        return {"calls": self.calls, "critic": self.critic.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = state["calls"]
+        self.critic.load_state_dict(state["critic"])

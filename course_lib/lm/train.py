@@ -43,13 +43,9 @@ Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import math
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -57,13 +53,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything
 from course_lib.errors import ConfigError
 from course_lib.lm.audiolm import SemanticTokenizer, SemanticTokenizerConfig
 from course_lib.lm.data import TokenData, prepare_token_data, random_batches, weights_fingerprint
 from course_lib.lm.musiclm import condition_dropout_mask
 from course_lib.lm.sequences import CoarseSequence, DelaySequence, FineSequence, SemanticSequence
 from course_lib.lm.transformer import LMConfig, TokenLM, next_token_loss
+from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("tokenizer", "delay", "semantic", "coarse", "fine")
 MODEL_STAGES = STAGES[1:]
@@ -208,19 +205,22 @@ def fit_lm(
     data: TokenData,
     steps: int | None = None,
     device: str | torch.device | None = None,
-    progress: bool = True,
     log_every: int = 25,
+    **train_options: Any,
 ) -> list[dict]:
     """Train ``model`` on ``data`` with the recipe's optimiser and schedule; returns the loss history.
+
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (``progress=False``; the checkpoint
+    and resume options of :meth:`course_lib.train.command.Run.train_options`).
 
     Notebook: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
     from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule
 
-    steps = steps or plan.steps
+    steps = plan.steps if steps is None else steps
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, betas=plan.betas, weight_decay=plan.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, min(plan.warmup_steps, steps // 10), plan.final_lr_fraction)
-    config = TrainConfig(steps=steps, lr=plan.lr, log_every=min(log_every, steps), seed=plan.seed, progress=progress)
+    config = TrainConfig(steps=steps, lr=plan.lr, log_every=min(log_every, steps), seed=plan.seed, **train_options)
     trainer = Trainer(model, lm_loss, config, optimizer=optimizer, scheduler=scheduler, device=device)
     return trainer.fit(random_batches(len(data), plan.batch_size, stage_batch(plan, layout, data), plan.seed))
 
@@ -325,14 +325,15 @@ def _models(
     return codec, embedding, tokenizer
 
 
-def run_tokenizer(
-    plan: LMRecipe, device: torch.device, out: Path, command: str, embedding_path: Path | None = None
-) -> dict:
-    """Fit the semantic k-means on the joint embedding's frames (``embedding_path``, default: the tiny one)."""
+def run_tokenizer(plan: LMRecipe, run: Run, embedding_path: Path | None = None) -> dict:
+    """Fit the semantic k-means on the joint embedding's frames (``embedding_path``, default: the tiny one).
+
+    k-means has no optimizer steps to checkpoint: a stopped fit starts again (it takes seconds to minutes).
+    """
     from course_lib.data.splits import training_clips
     from course_lib.train import save_weights
 
-    started = time.perf_counter()
+    device = run.device
     seed_everything(plan.seed)
     embedding = _embedding(embedding_path, device)
     tokenizer = SemanticTokenizer(
@@ -351,19 +352,16 @@ def run_tokenizer(
         "embedding_fingerprint": weights_fingerprint(embedding),
         "inertia_per_frame": tokenizer.inertia_,
         "clusters_used": int(tokens.unique().numel()),
-        **_run_facts(started, command),
+        **run.facts(),
     }
-    save_weights(out, tokenizer, metadata)
+    save_weights(run.out, tokenizer, metadata)
     return metadata
 
 
 def run_stage(
     plan: LMRecipe,
-    scale: str,
-    device: torch.device,
-    out: Path,
+    run: Run,
     tokenizer_path: Path,
-    command: str,
     codec_path: Path | None = None,
     embedding_path: Path | None = None,
 ) -> dict:
@@ -373,7 +371,7 @@ def run_stage(
     """
     from course_lib.train import save_weights
 
-    started = time.perf_counter()
+    device, scale = run.device, run.scale
     seed_everything(plan.seed)
     conditioned = plan.stage in ("semantic", "coarse")
     # Every stage that needs codes also computes the semantic tokens and M_A, so that delay, coarse and
@@ -391,13 +389,13 @@ def run_stage(
     data_args = {"codec": codec, "n_q": plan.n_q, "tokenizer": tokenizer, "embedding": embedding, "progress": True}
     train_data = prepare_token_data(plan.train_clips, split="training", **data_args)
     validation = prepare_token_data(plan.validation_clips, split="validation", **data_args)
-    prepared = time.perf_counter() - started
+    prepared = time.perf_counter() - run.started
     layout = sequence_layout(plan, 1024 if codec is None else codec.codebook_size)
     n_frames = train_data.codes.shape[2] if codec is not None else 0
     n_semantic_tokens = train_data.semantic.shape[1] if train_data.semantic is not None else n_frames // 2
     config = lm_config(plan, layout, scale, embedding.dim if conditioned else 0, n_frames, n_semantic_tokens)
     model = TokenLM(config)
-    history = fit_lm(model, plan, layout, train_data, device=device)
+    history = fit_lm(model, plan, layout, train_data, device=device, **run.train_options())
     figures = evaluate_lm(model, plan, layout, validation, train_data)
     metadata = {
         "stage": plan.stage,
@@ -414,54 +412,34 @@ def run_stage(
         "history": [[entry["step"], round(entry["loss"], 4)] for entry in history],
         "data_seconds": round(prepared, 1),
         **figures,
-        **_run_facts(started, command),
+        **run.facts(),
     }
-    save_weights(out, copy.deepcopy(model).cpu().half(), metadata)
+    save_weights(run.out, copy.deepcopy(model).cpu().half(), metadata)
     return metadata
 
 
-def _run_facts(started: float, command: str) -> dict:
-    return {
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "cpu_seconds": round(time.process_time(), 1),  # the whole process: data, training, evaluation
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "command": command,
-    }
+COMMAND = TrainingCommand("course_lib.lm.train", __doc__)
+COMMAND.add_argument("--stage", choices=STAGES, required=True)
+COMMAND.add_argument(
+    "--tokenizer",
+    type=Path,
+    default=CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
+    help="the semantic tokenizer (stages semantic and coarse)",
+)
+COMMAND.add_argument("--codec", type=Path, default=None, help="the codec (default: the shipped tiny one)")
+COMMAND.add_argument("--embedding", type=Path, default=None, help="the joint embedding (default: the shipped tiny one)")
+COMMAND.add_argument("--lr", type=positive_float)
+COMMAND.add_argument("--clips", type=positive_int, help="training clips")
+COMMAND.add_argument("--validation-clips", type=positive_int, help="validation clips (the held-out figures)")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=STAGES, required=True)
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE, else tiny")
-    parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
-    parser.add_argument(
-        "--tokenizer",
-        type=Path,
-        default=CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
-        help="the semantic tokenizer (stages semantic and coarse)",
-    )
-    parser.add_argument("--codec", type=Path, default=None, help="the codec (default: the shipped tiny one)")
-    parser.add_argument(
-        "--embedding", type=Path, default=None, help="the joint embedding (default: the shipped tiny one)"
-    )
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--clips", type=int, help="training clips")
-    parser.add_argument("--validation-clips", type=int, help="validation clips (the held-out figures)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads on the CPU (default 1: the shipped files)"
-    )
-    add_device_argument(parser)
-    parser.add_argument("--seed", type=int)
-    args = parser.parse_args(argv)
-    command = "python -m course_lib.lm.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    scale = get_scale(args.scale)
+    """Fit the tokenizer or train the stage of the command line, and write its weights."""
+    run = COMMAND.parse(argv)
+    args = run.args
     plan = recipe(
         args.stage,
-        scale,
+        run.scale,
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -469,28 +447,26 @@ def main(argv: list[str] | None = None) -> dict:
         validation_clips=args.validation_clips,
         seed=args.seed,
     )
-    device = training_device(args.device, args.scale)
-    if device.type == "cpu":
-        torch.set_num_threads(args.threads)
     if plan.stage == "tokenizer":
-        metadata = run_tokenizer(plan, device, args.out, command, args.embedding)
+        metadata = run_tokenizer(plan, run, args.embedding)
         print(
-            f"wrote {args.out}: {metadata['clusters_used']} of {plan.n_semantic} clusters used, in {metadata['train_seconds']:.0f} s"
+            f"wrote {run.out}: {metadata['clusters_used']} of {plan.n_semantic} clusters used, in {metadata['train_seconds']:.0f} s"
         )
         return metadata
-    metadata = run_stage(plan, scale, device, args.out, args.tokenizer, command, args.codec, args.embedding)
-    size = args.out.stat().st_size / 1e6
+    metadata = run_stage(plan, run, args.tokenizer, args.codec, args.embedding)
+    run.finish()
+    size = run.out.stat().st_size / 1e6
     extra = (
         f", null condition {metadata['validation_nll_null_condition']:.3f}"
         if "validation_nll_null_condition" in metadata
         else ""
     )
     print(
-        f"wrote {args.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s: validation {metadata['validation_nll']:.3f} "
+        f"wrote {run.out} ({size:.2f} MB) in {metadata['train_seconds']:.0f} s: validation {metadata['validation_nll']:.3f} "
         f"nats/token{extra}, unigram baseline {metadata['unigram_nll']:.3f}"
     )
     return metadata
 
 
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

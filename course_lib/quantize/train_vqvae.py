@@ -25,21 +25,21 @@ Notebooks: notebooks/02_vq_vae.ipynb, notebooks/03_hierarchical_vqvae.ipynb
 
 from __future__ import annotations
 
-import argparse
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from course_lib.config import add_device_argument, get_scale, seed_everything, training_device
+from course_lib.config import get_scale, seed_everything, training_device
 from course_lib.data import SynthMusic
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import log_mel_distance_db, snr_db, spectral_convergence_db
 from course_lib.quantize.hierarchical_vq_vae import HierarchicalVQVAE, HierarchicalVQVAEConfig
 from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig
+from course_lib.train.command import TrainingCommand
 
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = 2.0
@@ -162,61 +162,68 @@ def evaluate(model: VQVAE | HierarchicalVQVAE, audio: Tensor) -> dict[str, list[
 
 
 def train(
-    model_name: str, scale: str | None, out: Path | None, steps: int | None = None, device: str | None = None
-) -> dict:
-    """Train one recipe from its seed, save its weights to ``out`` and return the figures it reached."""
-    from course_lib.train import (  # imports tqdm: keep it local
-        TrainConfig,
-        Trainer,
-        save_weights,
-        warmup_cosine_schedule,
-    )
+    model_name: str,
+    scale: str | None,
+    steps: int | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    **train_options: Any,
+) -> tuple[VQVAE | HierarchicalVQVAE, list[dict]]:
+    """Train one recipe from its seed; returns the model (on the CPU) and the history.
+
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options
+    of :meth:`course_lib.train.command.Run.train_options`, ``progress``).
+    """
+    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
 
     plan = recipe(model_name, scale)
-    steps = steps or plan.steps
-    seed_everything(plan.seed)
+    steps = plan.steps if steps is None else steps
+    batch_size = plan.batch_size if batch_size is None else batch_size
+    seed = plan.seed if seed is None else seed
+    seed_everything(seed)
     model = plan.build()
     loss_fn = vq_vae_loss if plan.model == "vqvae" else hierarchical_loss
-    batches = random_crops(synth_music_clips(plan.n_clips), plan.batch_size, plan.crop, plan.seed)
-    config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=plan.seed)
+    batches = random_crops(synth_music_clips(plan.n_clips), batch_size, plan.crop, seed)
+    config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=seed, **train_options)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    started = time.perf_counter()
-    history = Trainer(
+    trainer = Trainer(
         model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
-    ).fit(batches)
-    seconds = time.perf_counter() - started
-    model.cpu()
+    )
+    history = trainer.fit(batches)
+    return model.cpu(), list(history)
+
+
+COMMAND = TrainingCommand("course_lib.quantize.train_vqvae", __doc__)
+COMMAND.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train the recipe of the command line, write its weights and print the held-out figures."""
+    from course_lib.train import save_weights
+
+    run = COMMAND.parse(argv)
+    args = run.args
+    model, history = train(
+        args.model, run.scale, args.steps, run.device, args.batch_size, args.seed, **run.train_options()
+    )
     figures = evaluate(model, held_out_clips())
     metadata = {
-        "recipe": f"python -m course_lib.quantize.train_vqvae --model {model_name} --scale {get_scale(scale)}"
-        + (f" --steps {steps}" if steps != plan.steps else ""),
-        "steps": steps,
-        "train_seconds": round(seconds),
+        **run.facts(),
+        "model": args.model,
+        "steps": run.steps(recipe(args.model, run.scale).steps),
         "final_loss": history[-1]["loss"],
         "held_out": figures,
         "sample_rate": SAMPLE_RATE,
     }
-    if out is not None:
-        save_weights(out, model, metadata)
+    save_weights(run.out, model, metadata)
+    run.finish()
+    print(f"trained {metadata['steps']} steps in {metadata['train_seconds']:.0f} s; wrote {run.out}")
+    for key, values in figures.items():
+        print(f"held-out {key}: " + " / ".join(f"{v:.2f}" for v in values))
     return metadata
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)
-    parser.add_argument("--scale", choices=("tiny", "full"), default=None, help="default: $COURSE_SCALE or tiny")
-    parser.add_argument("--steps", type=int, default=None, help="override the recipe's number of steps")
-    add_device_argument(parser)
-    parser.add_argument("--out", type=Path, default=None, help="where to write the safetensors weights")
-    args = parser.parse_args(argv)
-    metadata = train(args.model, args.scale, args.out, args.steps, args.device)
-    print(f"trained {metadata['steps']} steps in {metadata['train_seconds']} s")
-    for key, values in metadata["held_out"].items():
-        print(f"held-out {key}: " + " / ".join(f"{v:.2f}" for v in values))
-    if args.out is not None:
-        print(f"wrote {args.out}")
-
-
 if __name__ == "__main__":
-    main()
+    COMMAND.exit(main)

@@ -15,6 +15,12 @@ gradient norm, take an optimizer step and a scheduler step. Around that sit the 
   trainer writes model, optimizer, scheduler, step, history, RNG states and the position in the data
   (:mod:`course_lib.train.checkpoint`). ``fit(data, resume=True)`` continues from there and ends with
   the same weights, bit for bit on one machine, as a run that was never interrupted.
+- **Stopping cleanly.** During ``fit`` a first Ctrl-C (SIGINT, or a SIGTERM from a scheduler) lets the
+  current step finish, writes a checkpoint and raises :class:`TrainingInterrupted`; a second Ctrl-C
+  stops at once. ``fit(resume=True)`` then continues bit for bit.
+- **State outside the model.** A ``loss_fn`` with ``state_dict()`` / ``load_state_dict()`` (a GAN
+  loss holding its discriminator and that optimizer, an EMA of the weights) is checkpointed with the
+  run, and so is the generator of a :class:`GeneratorBatches` data function.
 - **Several GPUs.** Under ``torchrun`` the model is wrapped in DistributedDataParallel and each process
   trains on its slice of every batch (:mod:`course_lib.train.distributed`); nothing else changes.
 - **torch.compile** (``TrainConfig.compile``): the forward and backward passes are compiled into fused
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,8 +45,8 @@ import torch
 from tqdm.auto import tqdm
 
 from course_lib.config import ScaledConfig, get_device, seed_everything
-from course_lib.errors import ConfigError
-from course_lib.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from course_lib.errors import CheckpointError, ConfigError
+from course_lib.train.checkpoint import load_checkpoint, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from course_lib.train.distributed import (
     average_over_processes,
     init_distributed,
@@ -55,7 +63,10 @@ class TrainConfig(ScaledConfig):
     ``grad_clip=None`` turns clipping off; ``checkpoint_path=None`` writes no checkpoints; ``seed=None``
     leaves the random generators as they are when training starts from step 0. ``compile=True``
     runs the model through ``torch.compile`` (a backend name such as ``"inductor"`` or ``"eager"``
-    picks the backend), falling back to eager mode if compilation fails.
+    picks the backend), falling back to eager mode if compilation fails. ``resume=True`` makes
+    ``fit`` continue from ``checkpoint_path`` when a checkpoint is there; ``run_identity`` (plain data:
+    what defines the run, e.g. a command's arguments) is stored in every checkpoint, and resuming from
+    a checkpoint with another identity is refused with what differs.
     """
 
     steps: int = 500
@@ -69,6 +80,8 @@ class TrainConfig(ScaledConfig):
     progress: bool = True
     seed: int | None = 0
     compile: bool | str = False
+    resume: bool = False
+    run_identity: dict[str, Any] | None = None
     full_overrides: ClassVar[dict] = {"steps": 20_000, "log_every": 50, "checkpoint_every": 1_000}
 
     def __post_init__(self) -> None:
@@ -93,6 +106,29 @@ class TrainHistory(list):
             key: np.array([entry.get(key, np.nan) for entry in self], dtype=np.int64 if key == "step" else float)
             for key in keys
         }
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Raised by :meth:`Trainer.fit` after a Ctrl-C: the step that finished last, and the checkpoint written (or None)."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+class GeneratorBatches:
+    """A ``step -> batch`` data function that draws every batch from one ``torch.Generator``.
+
+    ``draw(generator)`` makes a batch; the trainer saves and restores ``generator``'s state with its
+    checkpoints (as it does a shuffling DataLoader's), so a resumed run draws the same batches as a
+    run that never stopped.
+    """
+
+    def __init__(self, draw: Callable[[torch.Generator], Any], generator: torch.Generator) -> None:
+        self.draw, self.generator = draw, generator
+
+    def __call__(self, step: int) -> Any:
+        return self.draw(self.generator)
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -186,7 +222,7 @@ class Trainer:
         self._generators: list[torch.Generator] = []
 
     def fit(
-        self, data: Iterable | Callable[[int], Any], resume: bool = False, until_step: int | None = None
+        self, data: Iterable | Callable[[int], Any], resume: bool | None = None, until_step: int | None = None
     ) -> TrainHistory:
         """Train until ``config.steps`` (or ``until_step``) and return the history.
 
@@ -195,15 +231,20 @@ class Trainer:
                 ``step -> batch``. Batches may be tensors or dicts/lists/tuples/dataclasses of them.
                 On resume, the batches of the current epoch that were already used are read again
                 and dropped; for an endless stream that is slow, so pass a function instead.
-            resume: continue from ``config.checkpoint_path``. If no file is there yet, training starts
-                from scratch with a message (not an error), so one notebook cell works for both cases.
+            resume: continue from ``config.checkpoint_path`` (default ``config.resume``). If no file is
+                there yet, training starts from scratch with a message (not an error), so one notebook
+                cell works for both cases.
             until_step: stop after this step (≤ ``config.steps``); calling ``fit`` again continues.
+
+        Raises:
+            TrainingInterrupted: after a Ctrl-C, once the checkpoint of the last finished step is written.
         """
         self._generators = _data_generators(data)
         last = self.config.steps if until_step is None else until_step
         if last > self.config.steps:
             raise ConfigError(f"until_step={last} is past config.steps={self.config.steps}; raise config.steps.")
-        resumed = resume and self._resume()
+        resume = self.config.resume if resume is None else resume
+        resumed = resume and self._resume(last)
         for generator, state in zip(self._generators, self._position.pop("generator_states", []), strict=False):
             generator.set_state(state)  # a DataLoader's own generator, as it was at the checkpoint
         if not resumed and self.step == 0 and self.config.seed is not None:
@@ -212,7 +253,10 @@ class Trainer:
         self.model.train()
         shard = self.context.enabled and not uses_distributed_sampler(data)
         show = self.config.progress and self.context.is_main
-        with tqdm(total=last, initial=self.step, disable=not show, desc="training", unit="step") as bar:
+        with (
+            _StopRequests() as stop,
+            tqdm(total=last, initial=self.step, disable=not show, desc="training", unit="step") as bar,
+        ):
             while self.step < last:
                 batch = next(batches)
                 terms = self._train_step(
@@ -223,14 +267,27 @@ class Trainer:
                     value = value.detach().float()
                     self._window[name] = self._window[name] + value if name in self._window else value
                 self._window_steps += 1
-                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                logged = self.step % self.config.log_every == 0 or self.step == self.config.steps
+                if logged:
                     bar.set_postfix(loss=f"{self._log()['loss']:.4g}")
                 if self.config.checkpoint_path is not None and (
                     self.step % self.config.checkpoint_every == 0 or self.step == last
                 ):
                     self.save()
                 bar.update(1)
+                if self._stop_agreed(stop, logged):
+                    saved = None if self.config.checkpoint_path is None else self.save()
+                    raise TrainingInterrupted(self.step, saved)
         return self.history
+
+    def _stop_agreed(self, stop: _StopRequests, logged: bool) -> bool:
+        """Whether to stop after this step: a Ctrl-C came; under torchrun, on any process, checked when logging."""
+        if not self.context.enabled:
+            return stop.requested
+        if not logged:  # an all-reduce per step would cost a synchronisation; the log step has one anyway
+            return False
+        flag = torch.tensor([float(stop.requested)], device=self.device)
+        return bool(average_over_processes(flag, self.context).item() > 0)
 
     def _wrap(self, compiled: bool) -> torch.nn.Module:
         """The model as the loss function sees it: in DDP under torchrun, compiled if asked."""
@@ -345,6 +402,8 @@ class Trainer:
             "window": dict(self._window),
             "window_steps": self._window_steps,
             "position": {**self._position, "generator_states": [g.get_state() for g in self._generators]},
+            "run_identity": self.config.run_identity,
+            "loss_state": self.loss_fn.state_dict() if hasattr(self.loss_fn, "state_dict") else None,
         }
         return save_checkpoint(
             path, self.model, self.optimizer, self.scheduler, step=self.step, history=self.history, extra=extra
@@ -364,14 +423,64 @@ class Trainer:
         self._window = {name: value.to(self.device) for name, value in extra["window"].items()}
         self._window_steps = extra["window_steps"]
         self._position = dict(extra["position"])  # its generator states are applied by fit()
+        if extra.get("loss_state") is not None and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(extra["loss_state"])
 
-    def _resume(self) -> bool:
+    def _resume(self, last: int) -> bool:
         path = self.config.checkpoint_path
         if path is None:
             raise ConfigError("resume=True needs TrainConfig(checkpoint_path=...) to know where to look.")
         if not Path(path).exists():
-            print(f"No checkpoint at {path} yet: training from scratch.")
+            print(f"No checkpoint at {path} yet: training from scratch.", flush=True)
             return False
+        self._check_run_identity(path)
         self.load(path)
-        print(f"Resumed from {path} at step {self.step}.")
+        print(f"resuming from step {self.step} of {last} ({path})", flush=True)
         return True
+
+    def _check_run_identity(self, path: str | Path) -> None:
+        """Refuse a checkpoint written by a run with another ``run_identity`` (other arguments, another stage)."""
+        saved = read_checkpoint(path)["extra"].get("run_identity")
+        mine = self.config.run_identity
+        if mine is None or saved == mine:
+            return
+        saved = saved or {}
+        differences = [
+            f"{key}: {saved.get(key, '<absent>')!r} in the checkpoint, {mine.get(key, '<absent>')!r} now"
+            for key in sorted(set(saved) | set(mine))
+            if saved.get(key, "<absent>") != mine.get(key, "<absent>")
+        ]
+        listing = "\n".join(f"  - {d}" for d in differences)
+        raise CheckpointError(
+            f"{path} was written by another run:\n{listing}\nFix: run with the arguments it was made with to "
+            "resume it, or start over (--fresh on the command line, or delete the checkpoint)."
+        )
+
+
+class _StopRequests:
+    """Within ``with``: the first SIGINT/SIGTERM sets ``requested`` (the step finishes); a second SIGINT stops at once.
+
+    Only the main thread can own signal handlers; elsewhere (a worker thread) nothing is installed.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.requested and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once) ...", flush=True)
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)

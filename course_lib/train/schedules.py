@@ -39,6 +39,49 @@ def warmup_cosine_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, kept as a copy of the model.
+
+    The first :meth:`update` copies the model; each later one moves the copy's parameters towards the
+    model's, ``θ̄ ← d · θ̄ + (1 - d) · θ``, with ``d = decay(n)`` for the n-th such update, and copies its
+    buffers (EMA codebooks, batch-norm statistics are states, not weights to average). The average is
+    checkpointed with :meth:`state_dict`; after :meth:`load_state_dict` the copy is rebuilt from the
+    model at the next update, so a resumed run averages exactly what an uninterrupted one does.
+    """
+
+    def __init__(self) -> None:
+        self.module: nn.Module | None = None
+        self.updates = 0
+        self._saved: dict[str, Tensor] | None = None  # from load_state_dict, applied at the next update
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, decay: Callable[[int], float]) -> nn.Module:
+        """One step of the average towards ``model`` (the first call copies it); returns the average."""
+        if self.module is None:
+            self.module = copy.deepcopy(model).requires_grad_(False)
+            if self._saved is None:
+                return self.module
+            self.module.load_state_dict(self._saved)  # resumed: the average as it was checkpointed, then this step
+            self._saved = None
+        self.updates += 1
+        weight = 1 - decay(self.updates)
+        for averaged, current in zip(self.module.parameters(), model.parameters(), strict=True):
+            averaged.lerp_(current, weight)
+        for averaged, current in zip(self.module.buffers(), model.buffers(), strict=True):
+            averaged.copy_(current)
+        return self.module
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averaged weights (None before the first update) and the number of updates."""
+        return {
+            "updates": self.updates,
+            "weights": self.module.state_dict() if self.module is not None else self._saved,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module, self.updates, self._saved = None, state["updates"], state["weights"]
+
+
 class EMALoss:
     """Wrap a ``loss_fn`` so that every call first moves an EMA copy of the model towards its weights.
 
@@ -46,28 +89,34 @@ class EMALoss:
     weights after every previous step: ``ema ← d · ema + (1 - d) · θ`` with ``d = min(decay, (1 + n) / (10 + n))``
     (a warm-up, so the average is not dominated by the random initial weights). Buffers (e.g. EMA
     codebooks, batch-norm statistics) are copied, not averaged. Call :meth:`update` once more after
-    training to include the last step.
+    training to include the last step. The average (a :class:`WeightAverage`) and the wrapped loss's
+    own state are part of a training checkpoint (:meth:`state_dict`).
     """
 
     def __init__(self, loss_fn: Callable[[nn.Module, Any], Tensor | Mapping[str, Tensor]], decay: float) -> None:
-        self.loss_fn, self.decay, self.updates = loss_fn, decay, 0
-        self.ema: nn.Module | None = None
+        self.loss_fn, self.decay = loss_fn, decay
+        self.average = WeightAverage()
+
+    @property
+    def ema(self) -> nn.Module | None:
+        """The averaged model (None before the first call)."""
+        return self.average.module
 
     def __call__(self, model: nn.Module, batch: Any) -> Tensor | Mapping[str, Tensor]:
         self.update(model)
         return self.loss_fn(model, batch)
 
-    @torch.no_grad()
     def update(self, model: nn.Module) -> nn.Module:
         """Move the average one step towards ``model`` (the first call copies it) and return the average."""
         model = unwrap_model(model)  # average the plain module, not a DDP or compiled wrapper
-        if self.ema is None:
-            self.ema = copy.deepcopy(model).requires_grad_(False).eval()
-            return self.ema
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for averaged, current in zip(self.ema.parameters(), model.parameters(), strict=True):
-            averaged.lerp_(current, 1 - decay)
-        for averaged, current in zip(self.ema.buffers(), model.buffers(), strict=True):
-            averaged.copy_(current)
-        return self.ema
+        return self.average.update(model, lambda n: min(self.decay, (1 + n) / (10 + n))).eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The average, and the wrapped loss's own state (if it has one)."""
+        inner = self.loss_fn.state_dict() if hasattr(self.loss_fn, "state_dict") else None
+        return {"average": self.average.state_dict(), "loss": inner}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.average.load_state_dict(state["average"])
+        if state["loss"] is not None and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(state["loss"])
