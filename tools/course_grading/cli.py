@@ -10,6 +10,7 @@ row per question. See ``assignments/INSTRUCTORS.md``.
     python assignments/grade.py collect 01_codebooks hand-ins/
     sudo .venv/bin/python assignments/grade.py autograde 01_codebooks
     python assignments/grade.py export                       # gradebook.csv + feedback/<student>/...
+    sudo .venv/bin/python assignments/grade.py doctor        # can this machine grade? [OK]/[FAIL] lines
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import nbformat
 
-from course_grading import sandbox
+from course_grading import doctor, sandbox
 from course_grading.hidden import split_hidden
+from course_grading.kernel import KERNEL_START_FAILED
 from course_grading.submissions import collect, notes_path, read_problems
 
 TOOLS_DIR = Path(__file__).resolve().parents[1]
@@ -144,6 +146,7 @@ def autograde(
     """Grade the collected submissions of ``assignment`` (all, or one ``student``); returns a summary."""
     if sandboxed and (problem := sandbox.sandbox_problem()):
         raise GradingError(problem)
+    check_grader(course, sandboxed)
     course.lock()
     options = []
     if cell_timeout is not None:
@@ -164,6 +167,12 @@ def autograde(
         completed = course.nbgrader(*args, check=False)
         log = completed.stdout + completed.stderr
         failed = [s for s in students if f"error processing assignment '{assignment}' for student '{s}'" in log]
+        if KERNEL_START_FAILED in log:  # the grader's fault, not theirs: no 0 on record, the instructor is told
+            raise GradingError(
+                "a kernel could not start during grading, although the canary's did (out of memory or processes?); "
+                "the affected students have no grade recorded. Run `grade.py doctor`, then autograde again:\n"
+                + "\n".join(line for line in log.splitlines() if KERNEL_START_FAILED in line)[-3000:]
+            )
         if completed.returncode != 0 and not failed:
             raise GradingError(f"`nbgrader {' '.join(args)}` failed:\n" + "\n".join(log.strip().splitlines()[-25:]))
     # Students whose every notebook was unusable were not handed to nbgrader: they get 0, on record.
@@ -183,6 +192,27 @@ def autograde(
             f"`nbgrader autograde {assignment} --student=ID` in {course.root} to see why."
         )
     return summary
+
+
+_CANARY_PASSED: set[tuple] = set()
+
+
+def check_grader(course: Course, sandboxed: bool = True) -> None:
+    """Stop before any grade is recorded when the grader itself cannot run a notebook (the canary)."""
+    checks = doctor.machine_checks(course.root) if sandboxed else []
+    read_only = sandbox.read_only_paths()
+    setup = (sandboxed, sandbox.kernel_python(), *read_only, *sandbox.alias_paths(read_only).items())
+    if doctor.first_failure(checks) is None and setup not in _CANARY_PASSED:
+        checks += doctor.canary(sandboxed=sandboxed)
+    failure = doctor.first_failure(checks)
+    if failure is None:
+        _CANARY_PASSED.add(setup)  # once per set-up and process: `check` grades several assignments
+    else:
+        raise GradingError(
+            "the grader cannot run students' notebooks on this machine, so nothing was graded or recorded.\n"
+            f"  what failed: {failure.what}\n  how to fix it: {failure.fix}\n"
+            "  `grade.py doctor` checks each step (run it as you run autograde, e.g. with sudo)."
+        )
 
 
 def _record_zero_submissions(course: Course, assignment: str, students: list[str]) -> None:
@@ -324,9 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("check", help="solutions must get every point, student versions none (CI)")
     p.add_argument("assignments", nargs="*")
     p.add_argument("--no-sandbox", action="store_true", help="trusted notebooks only: run without the sandbox")
+    commands.add_parser("doctor", help="whether this machine can grade: the sandbox, the interpreter, the canary")
     args = parser.parse_args(argv)
     try:
         course = Course(args.course)
+        if args.command == "doctor":
+            return doctor.doctor(course.root)
         if args.command == "release":
             for path in release(course, args.assignments):
                 print(f"released {path.relative_to(course.root)}")
@@ -345,4 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["Course", "GradingError", "autograde", "check", "collect_folder", "export", "main", "notes_path", "release"]
+__all__ = [
+    "Course",
+    "GradingError",
+    "autograde",
+    "check",
+    "check_grader",
+    "collect_folder",
+    "export",
+    "main",
+    "notes_path",
+    "release",
+]

@@ -25,9 +25,13 @@ from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
 from traitlets import Bool, Dict, Integer
 
 from course_grading import hidden, sandbox
-from course_grading.kernel import CellResult, KernelLost, OutputCaps, SandboxedKernel
+from course_grading.kernel import KERNEL_START_FAILED, CellResult, KernelLost, OutputCaps, SandboxedKernel
 
 METADATA_KEY = "course_grading"
+
+
+class KernelStartFailed(RuntimeError):
+    """A submission's first kernel did not start: nothing of the student's had run yet."""
 
 
 def _event(kind: str, message: str, cell: int | None = None) -> dict:
@@ -71,6 +75,10 @@ class SandboxedExecute(NbGraderPreprocessor):
         kernel = SandboxedKernel(limits=limits, caps=OutputCaps(), sandboxed=self.sandboxed)
         try:
             self._run(nb, kernel, sources, deadline, limit, verdicts, events)
+        except KernelStartFailed as error:
+            self.log.error("%s for %s/%s: %s", KERNEL_START_FAILED, info["student"], info["notebook"], error)
+            kernel.shutdown()
+            raise
         except Exception as error:  # the grader's own failure: nothing is awarded, the instructor is told
             self.log.error("Grading %s/%s failed: %r", info["student"], info["notebook"], error)
             events.append(_event("grader_error", f"The grader failed on this notebook ({error}); ask your instructor."))
@@ -120,9 +128,8 @@ class SandboxedExecute(NbGraderPreprocessor):
 
         try:
             kernel.start(timeout=min(120.0, max(left(), 1.0)))
-        except KernelLost as error:
-            events.append(_event("kernel_failed", f"The notebook's kernel could not start: {error}."))
-            return
+        except (KernelLost, RuntimeError, OSError) as error:
+            raise KernelStartFailed(str(error)) from None
         student = hidden.Student(kernel, float(self.cell_timeout), left)
         namespace = hidden.hidden_namespace(student)
         replay: list[str] = []  # code that ran without trouble, re-run after a restart

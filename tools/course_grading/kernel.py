@@ -16,6 +16,7 @@ nbgrader executes a submission with nbclient; this replaces that step so the gra
 from __future__ import annotations
 
 import ast
+import json
 import os
 import queue
 import shutil
@@ -36,6 +37,9 @@ from course_grading import sandbox, values
 
 KERNEL_NAME = "course-grading-sandbox"
 MAX_MESSAGE_BYTES = 2 * values.MAX_BYTES + 2**20  # a value at its largest, encoded twice, and headers
+# In nbgrader's log when a notebook's first kernel did not start: before any of the student's code ran,
+# so the grader's fault (grade.py then records nothing for that student and says so).
+KERNEL_START_FAILED = "course-grading: the grader could not start a kernel"
 
 
 class KernelLost(Exception):
@@ -65,9 +69,28 @@ class CellResult:
     seconds: float = 0.0
 
 
+# Starts ipykernel after adding the package folders (JSON list, argv[1]) that the interpreter's own start
+# did not add (`-I` leaves out the user's `pip install --user` folder), .pth files included.
+LAUNCHER = """import json, os, site, sys
+known = {os.path.realpath(p) for p in sys.path}
+for folder in json.loads(sys.argv.pop(1)):
+    if os.path.realpath(folder) not in known and os.path.isdir(folder):
+        site.addsitedir(folder)
+from ipykernel.kernelapp import launch_new_instance
+launch_new_instance()
+"""
+
+
+def kernel_command(sandboxed: bool = True) -> list[str]:
+    """The kernel's command line; ``{connection_file}`` stands for its connection file."""
+    python = sandbox.kernel_python() if sandboxed else sys.executable
+    argv = [python, "-I", "-c", LAUNCHER, json.dumps(sandbox.site_roots()), "-f", "{connection_file}"]
+    return argv + ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL"]
+
+
 def kernel_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The kernel's environment: nothing from the grader's (no tokens, no paths), one thread, CPU, tiny scale."""
-    venv_bin = str(Path(sys.executable).parent)
+    venv_bin = str(Path(sandbox.kernel_python()).parent)
     env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
         "HOME": sandbox.WORK_DIR,
@@ -105,6 +128,8 @@ class SandboxedKernel:
         sandboxed: False runs the kernel as a plain local process (the grader's own user, its
             files, its network): only for trusted notebooks, e.g. the instructor's own solutions
             on a machine without root; never for students' work.
+        stderr: a file for the kernel's own standard error (the canary keeps it to say why a
+            kernel did not start); by default it is the grader's.
     """
 
     def __init__(
@@ -113,8 +138,11 @@ class SandboxedKernel:
         caps: OutputCaps | None = None,
         env: dict[str, str] | None = None,
         sandboxed: bool = True,
+        stderr: Path | None = None,
     ) -> None:
         self.limits = limits or sandbox.Limits()
+        self.stderr = stderr
+        self._stderr_file = None
         self.caps = caps or OutputCaps()
         self.env = kernel_environment(env)
         self.sandboxed = sandboxed
@@ -137,26 +165,32 @@ class SandboxedKernel:
         kernels = self._base / "kernels" / KERNEL_NAME
         kernels.mkdir(parents=True)
         connection_file = self._base / "connection.json"
-        argv = [sys.executable, "-I", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        argv += ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=CRITICAL"]
+        argv = kernel_command(self.sandboxed)
         if self.sandboxed:
             os.chown(ipc, sandbox.NOBODY, sandbox.NOBODY)
             new_root = self._base / "root"
             new_root.mkdir()
+            read_only = sandbox.read_only_paths()
+            aliases = sandbox.alias_paths(read_only)
+            if not sandbox.visible(argv[0], read_only, aliases):
+                self.shutdown()
+                raise KernelLost(f"the kernel's interpreter {argv[0]} is not in the sandbox's view ({read_only})")
             spec = sandbox.SandboxSpec(
                 new_root=str(new_root),
                 connection_file=str(connection_file),
                 ipc_dir=str(ipc),
-                read_only=sandbox.read_only_paths(),
+                read_only=read_only,
                 argv=argv,
                 env=self.env,
                 limits=self.limits,
+                aliases=aliases,
             )
             command = sandbox.outer_command(sandbox.write_spec(spec, self._base / "sandbox.json"))
             kernel_env: dict[str, str] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
             command = argv
             kernel_env = {**self.env, "HOME": str(self._base), "COURSE_DATA": str(self._base / "data")}
+            kernel_env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
             for key in ("MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "XDG_CACHE_HOME", "NUMBA_CACHE_DIR"):
                 kernel_env[key] = str(self._base / key.lower())
         spec_json = {
@@ -165,7 +199,7 @@ class SandboxedKernel:
             "language": "python",
             "interrupt_mode": "message",
         }
-        (kernels / "kernel.json").write_text(__import__("json").dumps(spec_json))
+        (kernels / "kernel.json").write_text(json.dumps(spec_json))
         self.km = KernelManager(
             kernel_name=KERNEL_NAME,
             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels.parent)]),
@@ -174,7 +208,10 @@ class SandboxedKernel:
             connection_file=str(connection_file),
         )
         # The launcher's environment replaces (not extends) ours: nothing of the grader's reaches the kernel.
-        self.km.start_kernel(env=kernel_env, cwd=str(self._base))
+        launch: dict[str, Any] = {}
+        if self.stderr is not None:
+            launch["stderr"] = self._stderr_file = self.stderr.open("ab")
+        self.km.start_kernel(env=kernel_env, cwd=str(self._base), **launch)
         # One message over MAX_MESSAGE_BYTES disconnects the kernel instead of filling the grader's memory
         # (the output caps apply only to messages that arrive).
         self._context = zmq.Context()
@@ -214,6 +251,9 @@ class SandboxedKernel:
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
+        if self._stderr_file is not None:
+            self._stderr_file.close()
+            self._stderr_file = None
         if self._base is not None:
             shutil.rmtree(self._base, ignore_errors=True)
             self._base = None

@@ -74,6 +74,7 @@ class SandboxSpec:
     gid: int = NOBODY
     limits: Limits = field(default_factory=Limits)
     files: dict[str, str] = field(default_factory=dict)  # host path -> name under /work, copied in
+    aliases: dict[str, str] = field(default_factory=dict)  # path in the view -> host path, bound read-only
 
 
 def sandbox_problem() -> str | None:
@@ -123,16 +124,98 @@ def outer_command(spec_path: Path) -> list[str]:
     ]
 
 
-def read_only_paths() -> list[str]:
-    """What a kernel needs to see: the system, the Python installation, the environment, course_lib."""
+def kernel_python() -> str:
+    """The interpreter the kernel runs: the grader's own, by a path that exists inside the sandbox.
+
+    ``sys.executable`` may reach the environment through a symbolic link (``.venv -> /elsewhere/venv``,
+    or a venv inside a linked folder) that the sandbox's view does not have. Its folders are resolved,
+    its file name is not: ``bin/python`` of a virtual environment is itself a link to the base
+    interpreter, and only by the environment's own path does Python find ``pyvenv.cfg`` (the
+    environment's packages).
+    """
+    executable = Path(os.path.abspath(sys.executable))
+    return str(executable.parent.resolve() / executable.name)
+
+
+def site_directories() -> list[str]:
+    """The grader's package folders (``site-packages``, ``dist-packages``), resolved: the environment's,
+    the base interpreter's, the user's (``pip install --user``) and any a ``.pth`` file names."""
+    found = []
+    for entry in sys.path:
+        path = Path(entry or ".")
+        if path.name in ("site-packages", "dist-packages") and path.is_dir():
+            resolved = str(path.resolve())
+            if resolved not in found:
+                found.append(resolved)
+    return found
+
+
+def site_roots() -> list[str]:
+    """The grader's own site folders (the environment's, the user's), resolved: where the kernel's
+    interpreter must look for packages and ``.pth`` files, as the grader's did at its start."""
+    import site
+
+    roots = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        roots.append(site.getusersitepackages())
+    in_path = {os.path.realpath(entry) for entry in sys.path if entry}
+    found = []
+    for root in roots:
+        real = os.path.realpath(root)
+        if real in in_path and os.path.isdir(real) and real not in found:
+            found.append(real)
+    return found
+
+
+def _needed_paths() -> list[str]:
+    """What a kernel needs, as the grader names them (possibly through symbolic links)."""
     import course_lib
 
+    return [
+        sys.base_prefix,
+        sys.prefix,
+        sys.base_exec_prefix,
+        sys.exec_prefix,
+        str(Path(os.path.abspath(sys.executable)).parent),
+        str(Path(os.path.abspath(course_lib.__file__)).parent),
+        *site_directories(),
+    ]
+
+
+def _under(path: str, folders: list[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in folders)
+
+
+def read_only_paths() -> list[str]:
+    """What a kernel needs to see, resolved: the system, the Python installation, the environment,
+    the package folders and course_lib (each bound read-only at its real path)."""
     paths = ["/usr", "/etc"]
-    for prefix in (sys.base_prefix, sys.prefix, str(Path(course_lib.__file__).resolve().parent)):
-        prefix = str(Path(prefix).resolve())
-        if not any(prefix == p or prefix.startswith(p.rstrip("/") + "/") for p in paths):
+    for prefix in sorted({str(Path(p).resolve()) for p in _needed_paths()}, key=len):
+        if not _under(prefix, paths):
             paths.append(prefix)
     return paths
+
+
+def alias_paths(read_only: list[str]) -> dict[str, str]:
+    """The needed paths the grader reaches through a symbolic link that ``read_only`` does not show.
+
+    A path under a bound folder is seen as on the host (its links lead to other bound folders); one
+    outside every bound folder (``/home/me/course/.venv`` linked to ``/data/venv``) is bound a second
+    time at that name, so what refers to it there (an editable install's path, a ``.pth`` file) works
+    in the kernel too. Returns {path in the view: real host path}.
+    """
+    aliases: dict[str, str] = {}
+    for path in sorted({os.path.abspath(p) for p in _needed_paths()}, key=len):
+        real = str(Path(path).resolve())
+        if path != real and not _under(path, read_only) and not _under(path, list(aliases)):
+            aliases[path] = real
+    return aliases
+
+
+def visible(path: str, read_only: list[str], aliases: dict[str, str]) -> bool:
+    """Whether the host ``path`` exists in the kernel's view (bound, or under a bound folder)."""
+    path = os.path.abspath(path)
+    return Path(path).exists() and (_under(path, read_only) or _under(path, list(aliases)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -188,6 +271,8 @@ def _inside(spec: SandboxSpec) -> None:
             _bind(str(host), root / name, read_only=True)
     for path in spec.read_only:
         _bind(path, root / path.lstrip("/"), read_only=True)
+    for path, real in spec.aliases.items():
+        _bind(real, root / path.lstrip("/"), read_only=True)
     _bind(spec.ipc_dir, root / spec.ipc_dir.lstrip("/"), read_only=False)
     work = root / WORK_DIR.lstrip("/")
     inside_connection = f"{WORK_DIR}/.kernel-connection.json"
@@ -227,6 +312,9 @@ def _inside(spec: SandboxSpec) -> None:
         os.setsid()  # the kernel's interrupts (SIGINT to its process group) reach only the sandbox
         os.chroot(root)
         os.chdir(WORK_DIR)
+        if not os.path.exists(argv[0]):
+            os.write(2, f"sandbox: the kernel's interpreter {argv[0]} does not exist inside the sandbox\n".encode())
+            os._exit(127)
         os.execve(command[0], command, spec.env)
     while True:  # reap every orphan of the namespace until the kernel itself exits
         pid, status = os.wait()
