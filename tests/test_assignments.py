@@ -42,9 +42,9 @@ needs_sandbox = pytest.mark.skipif(
 CELL_TIMEOUT = 15
 
 
-def fresh_copy(tmp_path: Path) -> Path:
+def fresh_copy(tmp_path: Path, name: str = "clone") -> Path:
     """What a clone holds for grading: assignments/ (without generated files) and tools/course_grading."""
-    clone = tmp_path / "clone"
+    clone = tmp_path / name
     ignore = shutil.ignore_patterns(
         "submitted", "autograded", "feedback", "grading_notes", "gradebook.*", "__pycache__"
     )
@@ -53,9 +53,9 @@ def fresh_copy(tmp_path: Path) -> Path:
     return clone
 
 
-def grade(clone: Path, *args: str) -> str:
+def grade(clone: Path, *args: str, python: str = sys.executable) -> str:
     completed = subprocess.run(
-        [sys.executable, str(clone / "assignments" / "grade.py"), *args], capture_output=True, text=True, timeout=1500
+        [python, str(clone / "assignments" / "grade.py"), *args], capture_output=True, text=True, timeout=1500
     )
     assert completed.returncode == 0, f"grade.py {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
     return completed.stdout
@@ -101,25 +101,37 @@ def test_solutions_pass_and_student_versions_fail(assignment, capsys):
     assert cli.check(cli.Course(ROOT / "assignments"), [assignment]), capsys.readouterr().out
 
 
+def linked_environment(tmp_path: Path) -> str:
+    """The course's environment reached through a symbolic link, in a folder whose name has a space and an é."""
+    folder = tmp_path / "linked env é"
+    folder.mkdir()
+    (folder / ".venv").symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    python = folder / ".venv" / "bin" / Path(sys.executable).name
+    assert python.exists() and str(Path(python).parent) != str(Path(python).parent.resolve())
+    return str(python)
+
+
 @needs_sandbox
 @pytest.mark.slow
 def test_four_commands_grade_a_folder_of_hostile_submissions(tmp_path):
-    clone = fresh_copy(tmp_path)
+    """Graded as issue #23 found it: a symlinked environment (every student got 0), in paths with spaces and é."""
+    python = linked_environment(tmp_path)
+    clone = fresh_copy(tmp_path, "a course é/clone")
     course = clone / "assignments"
     assignment = hostile.ASSIGNMENT
-    grade(clone, "release", assignment)
+    grade(clone, "release", assignment, python=python)
     folder = tmp_path / "hand-ins"
     expected = hostile.build(folder, course)
-    output = grade(clone, "collect", assignment, str(folder))
+    output = grade(clone, "collect", assignment, str(folder), python=python)
     assert "skipped 'bad id!'" in output
 
     instructor_files = [course / "source", course / "release", course / "nbgrader_config.py", course / "grade.py"]
     before = digest(instructor_files + [course / "submitted" / "perfect"])
-    grade(clone, "autograde", assignment, f"--cell-timeout={CELL_TIMEOUT}")
+    grade(clone, "autograde", assignment, f"--cell-timeout={CELL_TIMEOUT}", python=python)
     assert digest(instructor_files + [course / "submitted" / "perfect"]) == before, (
         "a submission changed instructor files"
     )
-    grade(clone, "export")
+    grade(clone, "export", python=python)
 
     with (course / "gradebook.csv").open() as file:
         rows = list(csv.DictReader(file))
@@ -173,6 +185,7 @@ def test_four_commands_grade_a_folder_of_hostile_submissions(tmp_path):
         "perfect": "Score: 13 of 13 points",
         "unanswered": "NotImplementedError",
         "forged_cells": "they were put back and graded",
+        "forged_flags": "test_kmeans, test_bitrate, test_vq_vae_loss",
     }
     for student, phrase in named.items():
         assert phrase in pages[student], f"{student}'s feedback should say {phrase!r}"
