@@ -48,7 +48,7 @@ from course_lib.joint_embedding.retrieval import (
     retrieval_accuracy,
     zero_shot_accuracy,
 )
-from course_lib.train.command import TrainingCommand
+from course_lib.train.command import TrainingCommand, positive_int
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
@@ -180,6 +180,7 @@ def train(plan: Recipe, device: str | torch.device | None = None, **train_option
 
 
 COMMAND = TrainingCommand("course_lib.joint_embedding.train", __doc__, out_required=False)
+COMMAND.add_argument("--clips", type=positive_int, help="training clips (default: the recipe's)")
 COMMAND.add_argument("--evaluate", type=Path, default=None, help="only measure these saved weights (no training)")
 
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
         figures = evaluate(load_joint_embedding(run.args.evaluate, "cpu"))
         print(json.dumps(figures, indent=1))
         return figures
-    plan = recipe(run.scale, steps=run.args.steps, batch_size=run.args.batch_size, seed=run.args.seed)
+    args = run.args
+    plan = recipe(run.scale, steps=args.steps, batch_size=args.batch_size, seed=args.seed, n_clips=args.clips)
     model, history = train(plan, run.device, **run.train_options())
     metadata = {
         **run.facts(),

@@ -34,7 +34,7 @@ from course_lib.config import get_scale, seed_everything
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.errors import ConfigError
 from course_lib.metrics.attributes import AttributeClassifier, AttributeClassifierConfig
-from course_lib.train.command import TrainingCommand
+from course_lib.train.command import TrainingCommand, positive_int
 
 
 @dataclasses.dataclass
@@ -141,6 +141,7 @@ def train(
 
 
 COMMAND = TrainingCommand("course_lib.metrics.train_attributes", __doc__)
+COMMAND.add_argument("--clips", type=positive_int, help="training clips (default: the recipe's)")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     from course_lib.train import save_weights
 
     run = COMMAND.parse(argv)
-    plan = recipe(run.scale, steps=run.args.steps, batch_size=run.args.batch_size, seed=run.args.seed)
+    args = run.args
+    plan = recipe(run.scale, steps=args.steps, batch_size=args.batch_size, seed=args.seed, n_clips=args.clips)
     model, history = train(plan, run.device, **run.train_options())
     metadata = {
         **run.facts(),
