@@ -24,6 +24,12 @@ Each option is one idea from the papers, off by default so a notebook can switch
 - ``cosine``: encoder outputs and codes are l2-normalised, so the nearest code is the most similar
   in angle (Yu et al. 2022, "Vector-quantized Image Modeling with Improved VQGAN", sec. 3.2).
 
+Under data-parallel training (``torchrun``, see :mod:`course_lib.train.distributed`) each process
+quantizes its slice of the global batch, but the codebook's state follows the whole batch, so every
+copy stays the one a single process would train: the EMA statistics and the usage counts are summed
+over processes, the k-means initialisation runs on rank 0 over every process's vectors, and the
+restarts draw from every process's vectors, with rank 0's draw.
+
 Notebook: notebooks/02_vq_vae.ipynb
 """
 
@@ -32,12 +38,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.errors import AudioInputError, ConfigError
 from course_lib.quantize.kmeans import KMeans, nearest_centers
+from course_lib.train.distributed import broadcast_from_main, current_context, gather_with_grad, sum_over_processes
 
 
 class QuantizerOutput(NamedTuple):
@@ -142,13 +148,14 @@ class VectorQuantizer(nn.Module):
                 codebook_loss = F.mse_loss(z_q, flat.detach())  # ||sg[z_e] - e||²
             commitment_loss = self.beta * F.mse_loss(flat, z_q.detach())  # β ||z_e - sg[e]||²
 
-            counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,)
-            if self.training:
+            counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,) this process's vectors
+            if self.training and (self.use_ema or self.dead_code_steps):
                 with torch.no_grad():
+                    global_counts = sum_over_processes(counts)  # (K,) the global batch's, under torchrun
                     if self.use_ema:
-                        self._ema_update(flat, indices, counts)
+                        self._ema_update(flat, indices, global_counts)
                     if self.dead_code_steps:
-                        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
+                        self.steps_unused.add_(1).masked_fill_(global_counts > 0, 0)
 
             # Straight-through estimator: the value of z_q, the gradient of z_e. Written as
             # z_q + (z_e - sg[z_e]) rather than z_e + sg[z_q - z_e] so that the value is exactly z_q.
@@ -178,15 +185,14 @@ class VectorQuantizer(nn.Module):
     def _ema_update(self, flat: Tensor, indices: Tensor, counts: Tensor) -> None:
         """Eq. 6-8 of the paper's appendix A.1, with Laplace smoothing of N_k (as Sonnet's VQ-VAE).
 
-        Under data-parallel training (torchrun) the counts and sums are added up over all processes
-        first, so every copy of the codebook moves by the statistics of the whole global batch.
+        ``counts`` are the global batch's (summed over processes); under data-parallel training the
+        sums are added up over all processes here, so every copy of the codebook moves by the
+        statistics of the whole global batch.
         """
         gamma, k = self.decay, self.codebook_size
         counts = counts.to(flat.dtype)  # (K,) n_k
         assigned_sum = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)  # (K, D) Σ_{j→k} z_e_j
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(counts)
-            dist.all_reduce(assigned_sum)
+        assigned_sum = sum_over_processes(assigned_sum)  # the global batch's, under torchrun
         self.cluster_size.mul_(gamma).add_(counts, alpha=1 - gamma)  # N_k = γ N_k + (1-γ) n_k
         self.embed_sum.mul_(gamma).add_(assigned_sum, alpha=1 - gamma)  # m_k = γ m_k + (1-γ) Σ z_e
         total = self.cluster_size.sum()
@@ -195,9 +201,22 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead_codes(self, flat: Tensor) -> None:
-        """Codes unused in the last ``dead_code_steps`` steps become random encoder outputs of this batch."""
-        dead = (self.steps_unused >= self.dead_code_steps)[:, None]  # (K, 1)
-        replacement = flat[torch.randint(flat.shape[0], (self.codebook_size,), device=flat.device)]  # (K, D)
+        """Codes unused in the last ``dead_code_steps`` steps become random encoder outputs of this batch.
+
+        Under torchrun the rows are drawn from the global batch (every process's vectors, in rank
+        order: the order one process would see them in) with rank 0's draw, so every copy replaces the
+        same codes by the same vectors.
+        """
+        context = current_context()
+        rows = flat.shape[0] * context.world_size  # vectors in the global batch (the slices are equal)
+        chosen = torch.randint(rows, (self.codebook_size,), device=flat.device)  # (K,) drawn at every step
+        dead = (self.steps_unused >= self.dead_code_steps)[:, None]  # (K, 1) the same on every process
+        if context.enabled:
+            if not dead.any():  # every process answers alike (global counts), so all skip the collectives
+                return
+            chosen = broadcast_from_main(chosen)
+            flat = gather_with_grad(flat)  # (N · world_size, D) the global batch's vectors
+        replacement = flat[chosen]  # (K, D)
         self.codebook.copy_(torch.where(dead, replacement, self.codebook))
         if self.use_ema:  # restart the averages too, as if the code had been seen once at `replacement`
             self.embed_sum.copy_(torch.where(dead, replacement, self.embed_sum))
@@ -205,14 +224,22 @@ class VectorQuantizer(nn.Module):
         self.steps_unused.masked_fill_(dead.squeeze(1), 0)
 
     def _init_from_kmeans(self, flat: Tensor) -> None:
-        if flat.shape[0] < self.codebook_size:
+        """K-means on the first batch's vectors; under torchrun on the global batch's, run by rank 0."""
+        context = current_context()
+        rows = flat.shape[0] * context.world_size  # vectors in the global batch (the slices are equal)
+        if rows < self.codebook_size:
             raise ConfigError(
                 f"kmeans_init needs at least codebook_size={self.codebook_size} vectors in the first "
-                f"training batch, got {flat.shape[0]}: use a larger first batch, a smaller codebook, "
+                f"training batch, got {rows}: use a larger first batch, a smaller codebook, "
                 "or kmeans_init=False."
             )
         seed = int(torch.randint(2**31 - 1, (1,)))  # from torch's global generator: seed_everything fixes it
-        centers = KMeans(self.codebook_size, max_iter=self.kmeans_iters, seed=seed).fit(flat).centers  # (K, D)
+        flat = gather_with_grad(flat)  # (N · world_size, D); unchanged in a single process
+        if context.is_main:
+            centers = KMeans(self.codebook_size, max_iter=self.kmeans_iters, seed=seed).fit(flat).centers  # (K, D)
+        else:
+            centers = torch.empty(self.codebook_size, self.dim, dtype=flat.dtype, device=flat.device)
+        centers = broadcast_from_main(centers.contiguous())  # rank 0's codebook on every process
         with torch.no_grad():
             self.codebook.copy_(centers)
             if self.use_ema:

@@ -253,3 +253,28 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor, src=0)
+
+
+def sum_over_processes(values: torch.Tensor) -> torch.Tensor:
+    """The sum of ``values`` over all processes, as a new tensor (a collective: every process must call it).
+
+    E.g. a codebook's usage counts, so that every copy sees how often each code served the global batch.
+    Outside a process group it returns ``values`` unchanged.
+    """
+    if not current_context().enabled:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_from_main(values: torch.Tensor) -> torch.Tensor:
+    """Rank 0's ``values`` on every process, written into ``values`` and returned (a collective).
+
+    For a random draw or a computation that must come out the same on every copy (a k-means
+    initialisation, the rows drawn for dead-code restarts): rank 0's result wins. A no-op outside a
+    process group.
+    """
+    if current_context().enabled:
+        dist.broadcast(values, src=0)
+    return values
