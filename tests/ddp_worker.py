@@ -5,7 +5,10 @@
 writes ``OUT_DIR/{function,loader,vq,contrastive,inner}.pt`` (rank 0: the weights after training on a
 batch function, on a DataLoader, of a model with an EMA codebook, of a small joint audio-text
 embedding whose contrastive loss needs every process's examples as negatives, and of a model whose
-loss steps its own module outside DDP, as the codec's discriminator) and ``OUT_DIR/history.json``.
+loss steps its own module outside DDP, as the codec's discriminator) and ``OUT_DIR/history.json``;
+then ``OUT_DIR/{vqvae,hierarchical}_recipe.pt``: the shipped VQ-VAE recipes of
+``course_lib.quantize.train_vqvae`` (EMA, k-means init, dead-code restarts) for a few steps, with
+``OUT_DIR/recipe_events.json`` (how many codes each recipe restarted, whether k-means ran).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from torch.utils.data import TensorDataset
 from course_lib.joint_embedding import CaptionTokenizer, JointEmbedding, JointEmbeddingConfig
 from course_lib.joint_embedding.train import contrastive_step
 from course_lib.quantize import VectorQuantizer
-from course_lib.train import TrainConfig, Trainer
+from course_lib.quantize import train_vqvae as vqvae_recipes
+from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule
 from course_lib.train.distributed import (
     average_gradients,
     broadcast_parameters,
@@ -135,6 +139,50 @@ def train(data, model: torch.nn.Module | None = None, loss_fn=mse, sgd: bool = F
     return trainer.model, history
 
 
+RECIPE_STEPS = 22  # k-means runs at step 1; with dead_code_steps=20 the first restarts come at step 21
+
+
+def train_recipe(name: str) -> tuple[torch.nn.Module, dict]:
+    """``train_vqvae``'s recipe ``name`` at the tiny scale for RECIPE_STEPS steps, as its ``train`` runs it.
+
+    In float64, so that the two runs' rounding differences (each process sums its half of the batch)
+    stay near 1e-15 and the test can compare tightly; in float32 they reach 1e-7 in a few AdamW steps,
+    and a vector near the midpoint of two codes then picks either. See ``RECIPE_TOLERANCE`` in
+    ``test_distributed.py`` for the one tie that float64 does not remove.
+
+    Returns the trained model and what its quantizers did: codes restarted, k-means initialisations.
+    """
+    plan = vqvae_recipes.recipe(name, "tiny")
+    torch.manual_seed(plan.seed)
+    model = plan.build().double()
+    events = {"restarted": 0, "kmeans": 0}
+    for quantizer in (m for m in model.modules() if isinstance(m, VectorQuantizer)):
+        _count_events(quantizer, events)
+    loss_fn = vqvae_recipes.vq_vae_loss if plan.model == "vqvae" else vqvae_recipes.hierarchical_loss
+    clips = vqvae_recipes.synth_music_clips(16)  # fewer clips than the recipe's 256: the same code path
+    crops = vqvae_recipes.random_crops(clips, plan.batch_size, plan.crop, plan.seed)  # the global batch
+    config = TrainConfig(steps=RECIPE_STEPS, lr=plan.lr, log_every=RECIPE_STEPS, seed=plan.seed, progress=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine_schedule(optimizer, RECIPE_STEPS, warmup_steps=RECIPE_STEPS // 20)
+    trainer = Trainer(model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device="cpu")
+    trainer.fit(lambda step: crops(step).double())
+    return model, events
+
+
+def _count_events(quantizer: VectorQuantizer, events: dict) -> None:
+    restart, init = quantizer._restart_dead_codes, quantizer._init_from_kmeans
+
+    def counted_restart(flat: torch.Tensor) -> None:
+        events["restarted"] += int((quantizer.steps_unused >= quantizer.dead_code_steps).sum())
+        restart(flat)
+
+    def counted_init(flat: torch.Tensor) -> None:
+        events["kmeans"] += 1
+        init(flat)
+
+    quantizer._restart_dead_codes, quantizer._init_from_kmeans = counted_restart, counted_init
+
+
 def main(out_dir: Path) -> None:
     torch.set_num_threads(1)
     context = init_distributed()
@@ -156,6 +204,13 @@ def main(out_dir: Path) -> None:
             out_dir / "inner.pt",
         )
         (out_dir / "history.json").write_text(json.dumps(list(history)))
+    recipe_events = {}
+    for name in ("vqvae", "hierarchical"):
+        model, recipe_events[name] = train_recipe(name)
+        if current_context().is_main:
+            torch.save(model.state_dict(), out_dir / f"{name}_recipe.pt")
+    if current_context().is_main:
+        (out_dir / "recipe_events.json").write_text(json.dumps(recipe_events))
 
 
 if __name__ == "__main__":

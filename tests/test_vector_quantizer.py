@@ -95,6 +95,22 @@ def test_dead_codes_are_replaced_by_encoder_outputs(use_ema):
     assert out.usage > 0.25  # the restarted codes are used at once
 
 
+def test_restarts_draw_from_the_global_generator_at_every_step():
+    """In one process a restart's rows are ``torch.randint(N, (K,))``, drawn at every training step with
+    dead codes or not: the shipped checkpoints were trained so, and their commands must reproduce them."""
+    vq = VectorQuantizer(dim=2, codebook_size=4, dead_code_steps=1).train()
+    x = 5 + z_e(1, 2, 6)  # every vector is nearest to code 0
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[5.0, 5.0], [-50.0, 0.0], [0.0, -50.0], [-50.0, -50.0]]))
+    torch.manual_seed(3)
+    vq(x)  # step 1: no code dead yet; codes 1-3 go unused
+    vq(x)  # step 2: codes 1-3 restarted before the look-up
+    torch.manual_seed(3)
+    torch.randint(6, (4,))  # step 1's draw
+    rows = torch.randint(6, (4,))  # step 2's
+    assert torch.equal(vq.codebook[1:].detach(), x[0].t()[rows[1:]])
+
+
 def test_kmeans_initialisation_from_the_first_batch():
     seed_everything(0)
     centers = torch.tensor([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0], [0.0, -5.0]])
