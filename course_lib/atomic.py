@@ -16,26 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from course_lib.errors import CourseError
+from course_lib.errors import DiskFullError
 
 # torch.save raises RuntimeError("[enforce fail at inline_container.cc:...] ... file write failed") (or
 # "unexpected pos ...") from its zip writer when a write comes up short, which is what a full disk does
 TORCH_WRITE_FAILED = ("file write failed", "unexpected pos")
-
-
-class DiskFullError(CourseError, OSError):
-    """The disk (or the user's quota) filled up while writing a file; the previous file is intact.
-
-    An ``OSError`` with ``errno`` ENOSPC (or EDQUOT), so code that catches ``OSError`` still catches it;
-    ``path`` is the file that was being written.
-    """
-
-    def __init__(self, message: str, path: Path, code: int = errno.ENOSPC):
-        super().__init__(code, message)
-        self.path = path
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 def _current_umask() -> int:

@@ -6,6 +6,9 @@ empty or a sample rate is wrong, so the library checks its inputs and raises the
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class CourseError(Exception):
     """Base class of every error the course raises on purpose."""
@@ -21,3 +24,18 @@ class ConfigError(CourseError, ValueError):
 
 class CheckpointError(CourseError, RuntimeError):
     """A checkpoint that does not fit the model, or a file that was cut short."""
+
+
+class DiskFullError(CourseError, OSError):
+    """The disk (or the user's quota) filled up while writing a file; the previous file is intact.
+
+    An ``OSError`` with ``errno`` ENOSPC (or EDQUOT), so code that catches ``OSError`` still catches it;
+    ``path`` is the file that was being written.
+    """
+
+    def __init__(self, message: str, path: Path | str, code: int = errno.ENOSPC):
+        super().__init__(code, message)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -58,9 +58,9 @@ def model_identity(model: torch.nn.Module) -> dict[str, Any]:
 
 def identity_differences(saved: dict, current: dict, strict: bool = True) -> list[str]:
     """List how two :func:`model_identity` dicts differ; ``strict=False`` only compares common shapes."""
-    diffs = []
-    if strict and saved["model_class"] != current["model_class"]:
-        diffs.append(f"model class: saved {saved['model_class']}, this model {current['model_class']}")
+    diffs, first = [], []
+    if strict and saved["model_class"] != current["model_class"]:  # listed first: it explains the rest
+        first.append(f"model class: saved {saved['model_class']}, this model {current['model_class']}")
     if strict and saved["config"] != current["config"]:
         old, new = saved["config"] or {}, current["config"] or {}
         for key in sorted(set(old) | set(new)):
@@ -75,7 +75,7 @@ def identity_differences(saved: dict, current: dict, strict: bool = True) -> lis
             if names:
                 shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
                 diffs.append(f"{len(names)} tensor(s) {label}: {shown}")
-    return sorted(diffs)
+    return first + sorted(diffs)
 
 
 def check_identity(path: Path, saved: dict, model: torch.nn.Module, fix: str, strict: bool = True) -> None:

@@ -170,7 +170,7 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, A
         The path written. Under torchrun only rank 0 writes (every process holds the same weights).
 
     Raises:
-        course_lib.atomic.DiskFullError: the disk filled up; the previous file at ``path`` is intact.
+        course_lib.errors.DiskFullError: the disk filled up; the previous file at ``path`` is intact.
     """
     if not current_context().is_main:
         return Path(path)
