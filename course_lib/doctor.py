@@ -1,7 +1,9 @@
 """``python -m course_lib doctor``: a self-check to paste into bug reports.
 
 It prints the versions that matter, the device the course will use, the thread count, the data
-directory, and ``[OK]`` / ``[FAIL]`` for each requirement, with the command that fixes a failure.
+directory, and ``[OK]`` / ``[FAIL]`` for each requirement and setting (``COURSE_DEVICE``,
+``COURSE_SCALE``), with what fixes a failure. It exits with status 1 when any check failed, so a
+script (``make doctor``, CI) stops there.
 """
 
 from __future__ import annotations
@@ -90,6 +92,55 @@ def torchaudio_pair_check() -> Check:
     )
 
 
+def torch_check() -> Check:
+    """torch imports and runs one operation."""
+    try:
+        import torch
+
+        torch.ones(2).sum().item()
+    except Exception as error:  # a broken install raises anything from ImportError to OSError
+        return Check(
+            "torch import", False, f"cannot be used ({type(error).__name__}: {str(error)[:160]})", FIX_TORCH_PAIR
+        )
+    return Check("torch import", True, f"{torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def device_check() -> Check:
+    """The device ``COURSE_DEVICE`` names (or the best one here) exists on this machine."""
+    import torch
+
+    from course_lib.config import get_device
+
+    fix = "unset COURSE_DEVICE (the course then picks cuda → mps → cpu), or set COURSE_DEVICE=cpu"
+    try:
+        device = get_device()
+        if device.type == "cuda":
+            index = torch.cuda.current_device() if device.index is None else device.index
+            if index >= torch.cuda.device_count():
+                return Check(
+                    "device",
+                    False,
+                    f"{device} was asked for but this machine has {torch.cuda.device_count()} GPU(s)",
+                    f"use COURSE_DEVICE=cuda:0 … cuda:{torch.cuda.device_count() - 1}, or {fix}",
+                )
+            detail = f"{device} ({torch.cuda.get_device_name(index)})"
+        else:
+            detail = str(device)
+    except Exception as error:  # ConfigError for a bad name, or a CUDA runtime that fails
+        return Check("device", False, str(error), fix)
+    return Check("device", True, detail)
+
+
+def scale_check() -> Check:
+    """``COURSE_SCALE`` names a known scale (or is unset)."""
+    from course_lib.config import get_scale
+
+    try:
+        return Check("scale", True, get_scale())
+    except Exception as error:
+        return Check("scale", False, str(error), "unset COURSE_SCALE (tiny), or set COURSE_SCALE=tiny or full")
+
+
 def summary_line() -> str:
     """One line for notebook set-up cells: versions, device, threads and scale."""
     import torch
@@ -115,25 +166,26 @@ def run() -> list[Check]:
         *requirement_checks(),
         torchaudio_pair_check(),
     ]
+    torch_works = torch_check()
+    checks += [torch_works, device_check(), scale_check()] if torch_works.ok else [torch_works]
     print(f"course_lib doctor — {platform.platform()}")
     for check in checks:
         print(check.line())
-    try:
-        import torch
+    if torch_works.ok:  # course_lib.config imports torch
+        from course_lib.config import data_dir
 
-        from course_lib.config import data_dir, get_device, get_scale
-
-        device = get_device()
-        gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-        print(f"device: {device}{gpu} | threads: {torch.get_num_threads()} | scale: {get_scale()}")
         print(f"data directory: {data_dir(create=False)} (set COURSE_DATA to move it)")
-    except Exception as error:  # the report must finish even when torch itself is broken
-        print(f"[FAIL] torch could not be used: {error}")
     for tool, purpose in OPTIONAL_TOOLS.items():
         found = shutil.which(tool)
         print(f"[{'OK' if found else '--'}] optional {tool}: {found or 'not found'} — {purpose}")
-    failed = [c for c in checks if not c.ok]
-    print("All requirements met." if not failed else f"{len(failed)} requirement(s) failed: see the fixes above.")
+    failed = [check.name for check in checks if not check.ok]
+    if failed:
+        print(
+            f"{len(failed)} check(s) failed ({', '.join(failed)}): apply the fix under each [FAIL] line, "
+            "then run `python -m course_lib doctor` again."
+        )
+    else:
+        print("All requirements met.")
     return checks
 
 
