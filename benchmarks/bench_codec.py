@@ -29,8 +29,8 @@ import torch
 
 from course_lib.codec import load_tiny_codec
 from course_lib.codec.baselines import MuLawMDCTCodec, best_mdct_baseline, opus_available, opus_roundtrip
+from course_lib.data.splits import held_out_audio
 from course_lib.metrics import multi_scale_mel_distance, real_time_factor, si_sdr_db
-from course_lib.quantize.train_vqvae import held_out_clips
 
 BITRATES = {1.5: 3, 3.0: 6, 6.0: 12}  # kbps: levels
 OPUS_KBPS = (6, 8, 12)
@@ -52,7 +52,7 @@ def _mel(reference: torch.Tensor, estimate: torch.Tensor) -> float:
 
 def measure_codec(quick: bool = False, repeats: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
     """Real-time factors and the quality table; returns a dict (see the module docstring for what is measured)."""
-    clips = held_out_clips(4 if quick else 32)  # (N, 32000)
+    clips = held_out_audio(4 if quick else 32)  # (N, 32000)
     seconds = clips.numel() / 16_000
     codec = load_tiny_codec("cpu")
     result: dict = {"clips": clips.shape[0], "audio_seconds": seconds, "speed": {}, "quality": {}}

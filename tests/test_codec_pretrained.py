@@ -12,9 +12,9 @@ from course_lib.codec import Codec, CodecConfig, load_codec, load_tiny_codec
 from course_lib.codec.baselines import best_mdct_baseline
 from course_lib.codec.pretrained import TINY_CODEC
 from course_lib.codec.train import evaluate, main
+from course_lib.data.splits import held_out_audio
 from course_lib.errors import CheckpointError
 from course_lib.metrics import multi_scale_mel_distance
-from course_lib.quantize.train_vqvae import held_out_clips
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def test_clips() -> torch.Tensor:
-    return held_out_clips(8)  # (8, 32000), the clips notebook 04 measures on
+    return held_out_audio(8)  # (8, 32000), the clips notebook 04 measures on
 
 
 def test_the_file_is_small_and_records_its_command(shipped):

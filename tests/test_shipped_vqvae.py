@@ -8,33 +8,26 @@ trained are in their metadata; the thresholds here leave about 1 dB of margin be
 import pytest
 import torch
 
+from course_lib.data.splits import held_out_audio, synth_music_audio
 from course_lib.metrics import log_mel_distance_db, snr_db
 from course_lib.quantize import VQVAE, HierarchicalVQVAE, KMeans
-from course_lib.quantize.train_vqvae import (
-    CHECKPOINT_DIR,
-    evaluate,
-    held_out_clips,
-    hierarchical_config,
-    main,
-    random_crops,
-    synth_music_clips,
-    vq_vae_config,
-)
+from course_lib.quantize.evaluation import reconstruction_by_level
+from course_lib.quantize.train_vqvae import CHECKPOINT_DIR, hierarchical_config, main, vq_vae_config
 from course_lib.train import load_weights
 
 
 @pytest.fixture(scope="module")
 def test_clips() -> torch.Tensor:
-    return held_out_clips(8)  # (8, 32000), the clips notebooks 02 and 03 measure on
+    return held_out_audio(8)  # (8, 32000), the clips notebooks 02 and 03 measure on
 
 
 def test_vq_vae_checkpoint_beats_kmeans_at_the_same_bitrate(test_clips):
     model = VQVAE(vq_vae_config("tiny"))
     metadata = load_weights(CHECKPOINT_DIR / "vqvae_tiny.safetensors", model)
     assert metadata["recipe"].startswith("python -m course_lib.quantize.train_vqvae --model vqvae")
-    figures = evaluate(model, test_clips)
+    figures = reconstruction_by_level(model, test_clips)
     # Baseline (notebook 01): k-means on 16-sample waveform frames, 256 codes: 1,000 codes/s, 8 kbit/s like the model.
-    frames = synth_music_clips(16).reshape(-1, 16)  # (32,000, 16)
+    frames = synth_music_audio(16).reshape(-1, 16)  # (32,000, 16)
     kmeans = KMeans(n_clusters=256, max_iter=10, seed=0).fit(frames)
     baseline = kmeans.decode(kmeans.encode(test_clips.reshape(-1, 16))).reshape(test_clips.shape)
     assert figures["snr_db"][0] > snr_db(test_clips, baseline)
@@ -46,7 +39,7 @@ def test_vq_vae_checkpoint_beats_kmeans_at_the_same_bitrate(test_clips):
 def test_jukebox_checkpoint_upper_levels_reconstruct_worse(test_clips):
     model = HierarchicalVQVAE(hierarchical_config("tiny"))
     load_weights(CHECKPOINT_DIR / "jukebox_tiny.safetensors", model)
-    figures = evaluate(model, test_clips)
+    figures = reconstruction_by_level(model, test_clips)
     sc = figures["spectral_convergence_db"]
     assert sc[0] < sc[1] - 3 and sc[1] < sc[2] - 2, (
         sc
@@ -54,14 +47,6 @@ def test_jukebox_checkpoint_upper_levels_reconstruct_worse(test_clips):
     assert sc[0] < -13.0, sc  # the bottom level is a good reconstruction
     assert figures["snr_db"][0] > figures["snr_db"][1] > figures["snr_db"][2] > 0
     assert min(figures["codes_used"]) > 0.5 * model.config.codebook_size
-
-
-def test_random_crops_depend_only_on_the_step():
-    audio = torch.arange(4 * 100, dtype=torch.float32).reshape(4, 100)
-    batches = random_crops(audio, batch_size=3, crop=10)
-    first, again, other = batches(7), batches(7), batches(8)
-    assert first.shape == (3, 10) and torch.equal(first, again) and not torch.equal(first, other)
-    assert torch.equal(first[:, 1:] - first[:, :-1], torch.ones(3, 9))  # contiguous samples of one clip
 
 
 def test_the_command_trains_and_writes_loadable_weights(tmp_path, capsys):

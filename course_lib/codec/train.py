@@ -6,7 +6,7 @@ One CPU thread by default (``--threads``), seeded: a rerun on one machine gives 
 
 - **Data**: two-second SynthMusic clips at 16 kHz (``SynthMusic(seed=0)``, the clips of chapters 02 and
   03); batches of random half-second crops that depend only on the step
-  (:func:`course_lib.quantize.train_vqvae.random_crops`). Held-out clips come from ``seed=1``.
+  (:func:`course_lib.data.batches.random_crops`, :class:`~course_lib.data.batches.StepBatches`). Held-out clips come from ``seed=1``.
 - **Generator loss**: λ_rec L_G^rec (the multi-scale spectral loss, windows 2^6 ... 2^11) plus the
   RVQ's commitment losses from the first step; after ``adversarial_start`` steps also
   λ_adv L_G^adv + λ_feat L_G^feat against a multi-scale STFT discriminator (EnCodec's), trained with
@@ -52,9 +52,10 @@ from course_lib.codec.losses import (
 )
 from course_lib.codec.model import Codec, CodecConfig
 from course_lib.config import get_scale, seed_everything
+from course_lib.data.batches import StepBatches, random_crops
+from course_lib.data.splits import held_out_audio, synth_music_audio
 from course_lib.errors import ConfigError
 from course_lib.metrics.reconstruction import multi_scale_mel_distance, si_sdr_db
-from course_lib.quantize.train_vqvae import held_out_clips, random_crops, synth_music_clips
 from course_lib.train.adversarial import DiscriminatorStep
 from course_lib.train.command import TrainingCommand, positive_float, positive_int
 
@@ -205,7 +206,7 @@ def train_codec(
     started, cpu_started = time.perf_counter(), time.process_time()
     seed_everything(plan.seed)
     codec = Codec(config)
-    clips = synth_music_clips(plan.train_clips)  # (N, 32000)
+    clips = synth_music_audio(plan.train_clips)  # (N, 32000)
     if config.kmeans_init:
         codec.initialise_codebooks(clips[: plan.init_clips])
     loss = CodecTrainingLoss(plan, config.sample_rate)
@@ -220,7 +221,7 @@ def train_codec(
         **train_options,
     )
     trainer = Trainer(codec, loss, train_config, optimizer=optimizer, scheduler=scheduler, device=device)
-    history = trainer.fit(random_crops(clips, plan.batch_size, plan.crop, plan.seed))
+    history = trainer.fit(StepBatches(lambda g: random_crops(clips, plan.batch_size, plan.crop, g), plan.seed))
     cpu_seconds = time.process_time() - cpu_started  # CPU time of this process, all its threads
     return TrainingRun(codec.eval(), list(history), time.perf_counter() - started, cpu_seconds)
 
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = CodecConfig.for_scale(run.scale)
     codec, history, _, _ = train_codec(config, plan, run.device, **run.train_options())
     codec.cpu()
-    figures = evaluate(codec, held_out_clips(8))
+    figures = evaluate(codec, held_out_audio(8))
     metadata = {
         **run.facts(),
         "recipe": dataclasses.asdict(plan),

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from torch import Tensor
 from torch.utils.data import Subset
 
 from course_lib.data.captions import caption_attributes
@@ -149,6 +150,27 @@ def held_out_captions(n: int, seed: int = HELD_OUT_SEED, seconds: float = CLIP_S
     drawn after its score, so it depends on ``seconds``: pass the length of the clips you compare with.)
     """
     return held_out_clips(n, seed, seconds).captions
+
+
+def synth_music_audio(n: int, seed: int = TRAINING_SEED, seconds: float = CLIP_SECONDS) -> Tensor:
+    """The first ``n`` clips of ``SynthMusic(seed=seed)`` at 16 kHz, every combination, as one ``(n, T)`` tensor.
+
+    The audio the caption-free models train on (VQ-VAEs, the codec): seed 0 trains, seed 1 is held out
+    (:func:`held_out_audio`).
+
+    Notebooks: 02_vq_vae, 03_hierarchical_vqvae, 04_neural_codec.
+    """
+    return SynthMusic(n_clips=n, seconds=seconds, sample_rate=SAMPLE_RATE, seed=seed).batch(n).audio
+
+
+def held_out_audio(n: int = 8, seconds: float = CLIP_SECONDS) -> Tensor:
+    """``(n, T)`` clips no training run sees (``SynthMusic(seed=1)``, every combination): the reconstruction test set.
+
+    Not :func:`held_out_clips`, which returns the held-out *combinations* (captions no model trained on).
+
+    Notebooks: 02_vq_vae, 03_hierarchical_vqvae, 04_neural_codec.
+    """
+    return synth_music_audio(n, HELD_OUT_SEED, seconds)
 
 
 # --------------------------------------------------------------------------------------- internals

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from course_lib.audio import MelConfig, log_mel_spectrogram, log_mel_to_audio
 from course_lib.config import get_device
 from course_lib.data import SynthMusic
+from course_lib.data.batches import random_crops
 from course_lib.diffusion.consistency import ConsistencyModel
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
@@ -119,13 +120,7 @@ class MelPatches:
 
     def random_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
         """``(batch_size, 1, n_mels, frames)`` patches in model units: random clips, random start frames."""
-        n, _, clip_frames = self._scaled.shape
-        clips = torch.randint(0, n, (batch_size,), generator=generator)  # (B,)
-        starts = torch.randint(0, clip_frames - self.frames + 1, (batch_size,), generator=generator)  # (B,)
-        patches = [
-            self._scaled[c, :, s : s + self.frames] for c, s in zip(clips.tolist(), starts.tolist(), strict=True)
-        ]
-        return torch.stack(patches).unsqueeze(1)  # (B, 1, M, frames)
+        return random_crops(self._scaled, batch_size, self.frames, generator).unsqueeze(1)  # (B, 1, M, frames)
 
     def fixed_batch(self, n: int | None = None) -> Tensor:
         """The first ``n`` clips (all by default), one patch each from the middle of the clip: ``(n, 1, M, frames)``."""

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
 from course_lib.config import get_scale, seed_everything
+from course_lib.data.batches import GeneratorBatches
 from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss
 from course_lib.diffusion.losses import DiffusionLoss
@@ -64,7 +65,7 @@ from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
 from course_lib.errors import ConfigError
-from course_lib.train import EMALoss, GeneratorBatches, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("teacher", "progressive", "consistency")

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from course_lib.config import get_scale, seed_everything
+from course_lib.data.batches import step_generator
 from course_lib.data.captions import make_caption
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.data.synth_music import Clip, ClipBatch
@@ -100,7 +101,7 @@ def contrastive_batches(
         raise ConfigError(f"batch_size {plan.batch_size} is larger than the {n_clips} training clips.")
 
     def batch_at(step: int) -> dict[str, Tensor]:
-        generator = torch.Generator().manual_seed(plan.seed * 1_000_003 + step)
+        generator = step_generator(plan.seed, step)
         chosen = torch.randperm(n_clips, generator=generator)[: plan.batch_size]  # (B,) distinct clips
         length = int(torch.randint(min_frames, n_frames + 1, (1,), generator=generator))
         starts = torch.randint(n_frames - length + 1, (plan.batch_size,), generator=generator)  # (B,)

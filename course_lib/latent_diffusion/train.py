@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from course_lib.audio import MelConfig, log_mel_spectrogram
 from course_lib.config import get_scale, seed_everything
 from course_lib.data import ClipBatch, SynthMusic
+from course_lib.data.batches import GeneratorBatches, random_crops
 from course_lib.data.splits import held_out_clips, training_clips
 from course_lib.diffusion.losses import DiffusionLoss
 from course_lib.diffusion.pretrained import MelPatches, SpectrogramScaling
@@ -80,7 +81,7 @@ from course_lib.latent_diffusion.vocoder import (
     HiFiGANTrainingLoss,
     griffin_lim_vocoder,
 )
-from course_lib.train import EMALoss, GeneratorBatches, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
+from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("vae", "vocoder", "ldm", "controlnet")
@@ -227,13 +228,6 @@ def run_vae(config: RecipeConfig, run: Run) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- vocoder
-def audio_crops(audio: Tensor, batch_size: int, crop: int, hop: int, generator: torch.Generator) -> Tensor:
-    """Random ``(batch_size, crop)`` segments of random clips, starting on the hop grid."""
-    clips = torch.randint(audio.shape[0], (batch_size,), generator=generator)  # (B,)
-    starts = torch.randint((audio.shape[1] - crop) // hop + 1, (batch_size,), generator=generator) * hop  # (B,)
-    return audio[clips[:, None], starts[:, None] + torch.arange(crop)]  # (B, crop)
-
-
 @torch.no_grad()
 def evaluate_vocoder(vocoder: HiFiGAN, audio: Tensor, n_iter: int = 64) -> dict[str, float]:
     """Log-mel L1 distance (nats) of HiFi-GAN and of Griffin-Lim (``n_iter`` iterations) to the original ``audio`` ``(N, T)``."""
@@ -271,7 +265,7 @@ def run_vocoder(config: RecipeConfig, run: Run) -> dict:
         device=run.device,
     )
     batches = drawn_batches(
-        lambda generator: audio_crops(audio, config.batch_size, config.crop_samples, hop, generator), config.seed
+        lambda generator: random_crops(audio, config.batch_size, config.crop_samples, generator, hop), config.seed
     )
     history = trainer.fit(batches)
     generator_net = generator_net.cpu().eval()

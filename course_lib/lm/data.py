@@ -34,6 +34,7 @@ from torch import Tensor
 from course_lib.atomic import atomic_write
 from course_lib.config import data_dir
 from course_lib.data import SynthMusic
+from course_lib.data.batches import step_generator
 from course_lib.data.splits import CLIP_SECONDS, HELD_OUT_SEED, SAMPLE_RATE, TRAINING_SEED, training_indices
 from course_lib.errors import CheckpointError, ConfigError
 from course_lib.train.weights import read_safetensors_metadata
@@ -201,7 +202,7 @@ def random_batches(
     """
 
     def batch_at(step: int) -> Any:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        generator = step_generator(seed, step)
         rows = torch.randint(n_items, (batch_size,), generator=generator)  # (B,)
         return make(rows, generator)
 

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from course_lib.audio.spectral import mel_spectrogram
 from course_lib.config import get_scale, seed_everything
+from course_lib.data.batches import step_generator
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.errors import ConfigError
 from course_lib.metrics.attributes import AttributeClassifier, AttributeClassifierConfig
@@ -85,7 +86,7 @@ def classifier_batches(
         raise ConfigError(f"batch_size {plan.batch_size} is larger than the {n_clips} training clips.")
 
     def batch_at(step: int) -> dict:
-        generator = torch.Generator().manual_seed(plan.seed * 1_000_003 + step)
+        generator = step_generator(plan.seed, step)
         chosen = torch.randperm(n_clips, generator=generator)[: plan.batch_size]  # (B,)
         length = int(torch.randint(min_frames, n_frames + 1, (1,), generator=generator))
         starts = torch.randint(n_frames - length + 1, (plan.batch_size,), generator=generator)  # (B,)

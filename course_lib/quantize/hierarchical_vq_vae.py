@@ -132,3 +132,18 @@ class HierarchicalVQVAE(nn.Module):
     def token_rate(self, sample_rate: float) -> float:
         """Tokens per second of this model at ``sample_rate`` (all levels together)."""
         return token_rate(sample_rate, self.hops)
+
+
+def hierarchical_loss(model: HierarchicalVQVAE, wav: Tensor) -> dict[str, Tensor]:
+    """The Trainer's ``loss_fn``: the sum of the levels' VQ-VAE losses (Jukebox sec. 2.2), each level's terms (0 = bottom).
+
+    Notebook: notebooks/03_hierarchical_vqvae.ipynb.
+    """
+    out = model(wav)
+    terms = {"loss": out.loss}
+    for i, level in enumerate(out.levels):
+        terms[f"reconstruction_{i}"] = level.reconstruction_loss
+        terms[f"commitment_{i}"] = level.vq.commitment_loss
+        terms[f"perplexity_{i}"] = level.vq.perplexity
+        terms[f"usage_{i}"] = level.vq.usage
+    return terms

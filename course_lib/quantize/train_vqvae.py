@@ -1,5 +1,4 @@
-"""Train the course's VQ-VAEs on SynthMusic: the data, losses and metrics of notebooks 02 and 03, and the
-one command behind each shipped checkpoint.
+"""Train the course's VQ-VAEs on SynthMusic: the recipes and the one command behind each shipped checkpoint.
 
     python -m course_lib.quantize.train_vqvae --model vqvae --scale tiny \\
         --out course_lib/checkpoints/vqvae_tiny.safetensors
@@ -10,97 +9,35 @@ Both notebooks train a model for a minute to show it learning, then load the shi
 recipe, trained longer) to listen and measure. Everything here is seeded: the same command gives the
 same weights on one machine (up to the non-determinism of multi-threaded float sums).
 
-- Data: two-second SynthMusic clips at 16 kHz; training batches are random 4,096-sample crops drawn
-  by a generator seeded with the step (so a batch depends only on the step, never on what ran
-  before); held-out clips come from another SynthMusic seed, so no training run ever sees them.
-- Losses: the lecture's three VQ-VAE terms (van den Oord et al. 2017, eq. 3), logged separately with
-  the codebook's perplexity and usage; for Jukebox's hierarchy (Dhariwal et al. 2020, sec. 2.2) the
-  sum over levels, with each level's terms logged.
-- Metrics: waveform SNR, spectral convergence in dB (Jukebox's reconstruction metric, table 4 of the
-  paper) and a log-mel distance in dB (the one notebook 01 uses), from
-  :mod:`course_lib.metrics.reconstruction`.
+- Data: two-second SynthMusic clips at 16 kHz (:func:`course_lib.data.splits.synth_music_audio`);
+  training batches are random crops drawn by a generator seeded with the step
+  (:class:`course_lib.data.batches.StepBatches`, so a batch depends only on the step); held-out clips
+  come from another SynthMusic seed (:func:`course_lib.data.splits.held_out_audio`).
+- Losses: :func:`course_lib.quantize.vq_vae.vq_vae_loss` and
+  :func:`course_lib.quantize.hierarchical_vq_vae.hierarchical_loss`.
+- Metrics: :func:`course_lib.quantize.evaluation.reconstruction_by_level`.
 
 Notebooks: notebooks/02_vq_vae.ipynb, notebooks/03_hierarchical_vqvae.ipynb
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from course_lib.config import get_scale, seed_everything, training_device
-from course_lib.data import SynthMusic
+from course_lib.data.batches import StepBatches, random_crops
+from course_lib.data.splits import SAMPLE_RATE, held_out_audio, synth_music_audio
 from course_lib.errors import ConfigError
-from course_lib.metrics.reconstruction import log_mel_distance_db, snr_db, spectral_convergence_db
-from course_lib.quantize.hierarchical_vq_vae import HierarchicalVQVAE, HierarchicalVQVAEConfig
-from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig
+from course_lib.quantize.evaluation import reconstruction_by_level
+from course_lib.quantize.hierarchical_vq_vae import HierarchicalVQVAE, HierarchicalVQVAEConfig, hierarchical_loss
+from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig, vq_vae_loss
 from course_lib.train.command import TrainingCommand
 
-SAMPLE_RATE = 16_000
-CLIP_SECONDS = 2.0
-TRAIN_SEED, HELD_OUT_SEED = 0, 1  # different SynthMusic seeds: held-out clips are never trained on
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-# ----------------------------------------------------------------------------------------------- data
-def synth_music_clips(n_clips: int, seed: int = TRAIN_SEED, seconds: float = CLIP_SECONDS) -> Tensor:
-    """``n_clips`` SynthMusic clips at 16 kHz as one ``(n_clips, T)`` tensor."""
-    return SynthMusic(n_clips=n_clips, seconds=seconds, sample_rate=SAMPLE_RATE, seed=seed).batch(n_clips).audio
-
-
-def held_out_clips(n_clips: int = 8) -> Tensor:
-    """Clips that no training run here sees (another SynthMusic seed): ``(n_clips, T)``."""
-    return synth_music_clips(n_clips, seed=HELD_OUT_SEED)
-
-
-def random_crops(audio: Tensor, batch_size: int = 8, crop: int = 4096, seed: int = 0) -> Callable[[int], Tensor]:
-    """A ``step -> (batch_size, crop)`` batch function for ``Trainer.fit``: random crops of random clips.
-
-    Each batch is drawn by a generator seeded with ``(seed, step)``, so it depends only on the step.
-    """
-    n_clips, length = audio.shape
-    if crop > length:
-        raise ConfigError(f"crop={crop} is longer than the clips ({length} samples): use a shorter crop.")
-
-    def batch_at(step: int) -> Tensor:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        clips = torch.randint(n_clips, (batch_size,), generator=generator)  # (B,)
-        starts = torch.randint(length - crop + 1, (batch_size,), generator=generator)  # (B,)
-        offsets = starts[:, None] + torch.arange(crop)  # (B, crop)
-        return audio[clips[:, None], offsets]  # (B, crop)
-
-    return batch_at
-
-
-# --------------------------------------------------------------------------------------------- losses
-def vq_vae_loss(model: VQVAE, wav: Tensor) -> dict[str, Tensor]:
-    """Eq. 3 of the VQ-VAE paper for ``Trainer``: the total and each term, perplexity and code usage."""
-    out = model(wav)
-    return {
-        "loss": out.loss,
-        "reconstruction": out.reconstruction_loss,  # -log p(x | z_q(x)) as a waveform MSE
-        "codebook": out.vq.codebook_loss,  # ||sg[z_e] - e||², 0 with EMA codebooks
-        "commitment": out.vq.commitment_loss,  # β ||z_e - sg[e]||²
-        "perplexity": out.vq.perplexity,
-        "usage": out.vq.usage,
-    }
-
-
-def hierarchical_loss(model: HierarchicalVQVAE, wav: Tensor) -> dict[str, Tensor]:
-    """The sum of the levels' VQ-VAE losses for ``Trainer``, with each level's terms (0 = bottom)."""
-    out = model(wav)
-    terms = {"loss": out.loss}
-    for i, level in enumerate(out.levels):
-        terms[f"reconstruction_{i}"] = level.reconstruction_loss
-        terms[f"commitment_{i}"] = level.vq.commitment_loss
-        terms[f"perplexity_{i}"] = level.vq.perplexity
-        terms[f"usage_{i}"] = level.vq.usage
-    return terms
 
 
 # ------------------------------------------------------------------------------------------- recipes
@@ -145,22 +82,6 @@ def recipe(model: str, scale: str | None = None) -> Recipe:
     raise ConfigError(f"Unknown model {model!r}: use 'vqvae' or 'hierarchical'.")
 
 
-def evaluate(model: VQVAE | HierarchicalVQVAE, audio: Tensor) -> dict[str, list[float]]:
-    """Held-out reconstruction figures per level (one level for a plain VQ-VAE), bottom first."""
-    levels = model.levels if isinstance(model, HierarchicalVQVAE) else [model]
-    result: dict[str, list[float]] = {"snr_db": [], "spectral_convergence_db": [], "log_mel_db": [], "codes_used": []}
-    with torch.no_grad():
-        for level in levels:
-            level.eval()
-            codes = level.encode(audio)  # (B, N)
-            rebuilt = level.decode(codes)[:, 0, : audio.shape[-1]]  # (B, T)
-            result["snr_db"].append(snr_db(audio, rebuilt))
-            result["spectral_convergence_db"].append(spectral_convergence_db(audio, rebuilt).mean().item())
-            result["log_mel_db"].append(log_mel_distance_db(audio, rebuilt))
-            result["codes_used"].append(codes.unique().numel())
-    return result
-
-
 def train(
     model_name: str,
     scale: str | None,
@@ -184,7 +105,8 @@ def train(
     seed_everything(seed)
     model = plan.build()
     loss_fn = vq_vae_loss if plan.model == "vqvae" else hierarchical_loss
-    batches = random_crops(synth_music_clips(plan.n_clips), batch_size, plan.crop, seed)
+    audio = synth_music_audio(plan.n_clips)  # (N, T)
+    batches = StepBatches(lambda generator: random_crops(audio, batch_size, plan.crop, generator), seed)
     config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=seed, **train_options)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
@@ -208,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     model, history = train(
         args.model, run.scale, args.steps, run.device, args.batch_size, args.seed, **run.train_options()
     )
-    figures = evaluate(model, held_out_clips())
+    figures = reconstruction_by_level(model, held_out_audio())
     metadata = {
         **run.facts(),
         "model": args.model,

@@ -209,3 +209,19 @@ def _as_batch(wav: Tensor) -> Tensor:
     if not torch.isfinite(wav).all():
         raise AudioInputError("The waveform contains NaN or infinite values: check how it was loaded or made.")
     return wav
+
+
+def vq_vae_loss(model: VQVAE, wav: Tensor) -> dict[str, Tensor]:
+    """The Trainer's ``loss_fn``: eq. 3 of the VQ-VAE paper, the total and each term, perplexity and code usage.
+
+    Notebook: notebooks/02_vq_vae.ipynb.
+    """
+    out = model(wav)
+    return {
+        "loss": out.loss,
+        "reconstruction": out.reconstruction_loss,  # -log p(x | z_q(x)) as a waveform MSE
+        "codebook": out.vq.codebook_loss,  # ||sg[z_e] - e||², 0 with EMA codebooks
+        "commitment": out.vq.commitment_loss,  # β ||z_e - sg[e]||²
+        "perplexity": out.vq.perplexity,
+        "usage": out.vq.usage,
+    }

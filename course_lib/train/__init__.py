@@ -5,13 +5,12 @@ Notebooks: every notebook that trains a model.
 
 from course_lib.train.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.train.distributed import distributed_loader, init_distributed
-from course_lib.train.loop import GeneratorBatches, TrainConfig, Trainer, TrainHistory, TrainingInterrupted
+from course_lib.train.loop import TrainConfig, Trainer, TrainHistory, TrainingInterrupted
 from course_lib.train.schedules import EMALoss, WeightAverage, warmup_cosine_schedule
 from course_lib.train.weights import load_weights, save_weights
 
 __all__ = [
     "EMALoss",
-    "GeneratorBatches",
     "TrainConfig",
     "TrainHistory",
     "TrainingInterrupted",

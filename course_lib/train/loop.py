@@ -20,7 +20,7 @@ gradient norm, take an optimizer step and a scheduler step. Around that sit the 
   stops at once. ``fit(resume=True)`` then continues bit for bit.
 - **State outside the model.** A ``loss_fn`` with ``state_dict()`` / ``load_state_dict()`` (a GAN
   loss holding its discriminator and that optimizer, an EMA of the weights) is checkpointed with the
-  run, and so is the generator of a :class:`GeneratorBatches` data function.
+  run, and so is the generator of a :class:`course_lib.data.batches.GeneratorBatches` data function.
 - **Several GPUs.** Under ``torchrun`` the model is wrapped in DistributedDataParallel and each process
   trains on its slice of every batch (:mod:`course_lib.train.distributed`); nothing else changes.
 - **torch.compile** (``TrainConfig.compile``): the forward and backward passes are compiled into fused
@@ -114,21 +114,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: int, checkpoint: Path | None) -> None:
         super().__init__(f"stopped at step {step}")
         self.step, self.checkpoint = step, checkpoint
-
-
-class GeneratorBatches:
-    """A ``step -> batch`` data function that draws every batch from one ``torch.Generator``.
-
-    ``draw(generator)`` makes a batch; the trainer saves and restores ``generator``'s state with its
-    checkpoints (as it does a shuffling DataLoader's), so a resumed run draws the same batches as a
-    run that never stopped.
-    """
-
-    def __init__(self, draw: Callable[[torch.Generator], Any], generator: torch.Generator) -> None:
-        self.draw, self.generator = draw, generator
-
-    def __call__(self, step: int) -> Any:
-        return self.draw(self.generator)
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
