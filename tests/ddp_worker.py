@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from course_lib.data import SynthMusic
 from course_lib.joint_embedding import CaptionTokenizer, JointEmbedding, JointEmbeddingConfig
 from course_lib.joint_embedding.train import contrastive_step
 from course_lib.quantize import VectorQuantizer
@@ -158,15 +159,26 @@ def train_recipe(name: str) -> tuple[torch.nn.Module, dict]:
     events = {"restarted": 0, "kmeans": 0}
     for quantizer in (m for m in model.modules() if isinstance(m, VectorQuantizer)):
         _count_events(quantizer, events)
-    loss_fn = vqvae_recipes.vq_vae_loss if plan.model == "vqvae" else vqvae_recipes.hierarchical_loss
-    clips = vqvae_recipes.synth_music_clips(16)  # fewer clips than the recipe's 256: the same code path
-    crops = vqvae_recipes.random_crops(clips, plan.batch_size, plan.crop, plan.seed)  # the global batch
+    clips = SynthMusic(n_clips=16, seconds=2.0, sample_rate=16_000).batch(16).audio.double()  # (16, T)
     config = TrainConfig(steps=RECIPE_STEPS, lr=plan.lr, log_every=RECIPE_STEPS, seed=plan.seed, progress=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine_schedule(optimizer, RECIPE_STEPS, warmup_steps=RECIPE_STEPS // 20)
-    trainer = Trainer(model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device="cpu")
-    trainer.fit(lambda step: crops(step).double())
+    trainer = Trainer(model, recipe_loss, config, optimizer=optimizer, scheduler=scheduler, device="cpu")
+    trainer.fit(lambda step: random_crops(clips, plan.batch_size, plan.crop, step))
     return model, events
+
+
+def recipe_loss(model: torch.nn.Module, wav: torch.Tensor) -> torch.Tensor:
+    """The recipes' total loss (train_vqvae logs each term too; the weights do not depend on that)."""
+    return model(wav).loss
+
+
+def random_crops(clips: torch.Tensor, batch_size: int, crop: int, step: int) -> torch.Tensor:
+    """Step ``step``'s global batch, (batch_size, crop): random crops of random clips, as the recipe draws them."""
+    generator = torch.Generator().manual_seed(step)
+    rows = torch.randint(clips.shape[0], (batch_size,), generator=generator)  # (B,)
+    starts = torch.randint(clips.shape[1] - crop + 1, (batch_size,), generator=generator)  # (B,)
+    return clips[rows[:, None], starts[:, None] + torch.arange(crop)]  # (B, crop)
 
 
 def _count_events(quantizer: VectorQuantizer, events: dict) -> None:
