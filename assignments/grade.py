@@ -1,12 +1,10 @@
 #!/usr/bin/env python3
-"""The instructor's grading commands; see INSTRUCTORS.md (this file only finds tools/course_grading)."""
+"""``course-grade`` under its old name: ``python assignments/grade.py ...`` grades this folder (see INSTRUCTORS.md)."""
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from course_grading.cli import main  # noqa: E402
+from course_grading.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["--course", str(Path(__file__).resolve().parent), *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """The graded assignments end to end: the instructor's four commands on a fresh copy, hostile submissions included.
 
-From a copy of ``assignments/`` and ``tools/course_grading`` (what a clone holds), ``grade.py``'s
-``release``, ``collect``, ``autograde`` and ``export`` turn a folder of submissions of assignment 1
+From a copy of ``assignments/`` (the course folder; the grading package is installed with the course),
+``course-grade``'s ``release``, ``collect``, ``autograde`` and ``export`` turn a folder of submissions of assignment 1
 (tests/fixtures/submissions/hostile.py: a perfect one, an unanswered one, and every hostile case of
 issue #8) into the gradebook CSV and feedback pages; each student gets exactly the points the
 fixture says, the instructor's files are unchanged, the feedback names what happened and shows no
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -21,14 +22,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_grading import cli, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import importlib.util  # noqa: E402
-
-from course_grading import cli, sandbox  # noqa: E402
-
 _spec = importlib.util.spec_from_file_location("hostile", ROOT / "tests" / "fixtures" / "submissions" / "hostile.py")
 hostile = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(hostile)
@@ -43,21 +39,23 @@ CELL_TIMEOUT = 15
 
 
 def fresh_copy(tmp_path: Path, name: str = "clone") -> Path:
-    """What a clone holds for grading: assignments/ (without generated files) and tools/course_grading."""
+    """What a clone holds for grading: assignments/, without generated files."""
     clone = tmp_path / name
     ignore = shutil.ignore_patterns(
         "submitted", "autograded", "feedback", "grading_notes", "gradebook.*", "__pycache__"
     )
     shutil.copytree(ROOT / "assignments", clone / "assignments", ignore=ignore)
-    shutil.copytree(ROOT / "tools" / "course_grading", clone / "tools" / "course_grading", ignore=ignore)
     return clone
 
 
-def grade(clone: Path, *args: str, python: str = sys.executable) -> str:
+def grade(clone: Path, *args: str, python: str = sys.executable, old_name: bool = False) -> str:
+    """``course-grade ARGS`` run in the clone's root (``python -m course_grading``: by that very interpreter), or
+    with ``old_name`` ``python assignments/grade.py ARGS`` run from elsewhere (it grades its own folder)."""
+    command = [python, str(clone / "assignments" / "grade.py")] if old_name else [python, "-m", "course_grading"]
     completed = subprocess.run(
-        [python, str(clone / "assignments" / "grade.py"), *args], capture_output=True, text=True, timeout=1500
+        [*command, *args], cwd=clone.parent if old_name else clone, capture_output=True, text=True, timeout=1500
     )
-    assert completed.returncode == 0, f"grade.py {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
+    assert completed.returncode == 0, f"course-grade {' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}"
     return completed.stdout
 
 
@@ -67,16 +65,16 @@ def digest(paths: list[Path]) -> dict[str, str]:
 
 
 def test_committed_student_versions_are_generated_from_the_sources(tmp_path):
-    """assignments/release/ is what `grade.py release` makes from assignments/source/ (re-run it after editing a source)."""
+    """assignments/release/ is what `course-grade release` makes from assignments/source/ (re-run it after editing a source)."""
     clone = fresh_copy(tmp_path)
     shutil.rmtree(clone / "assignments" / "release", ignore_errors=True)
-    grade(clone, "release")
+    grade(clone, "release", old_name=True)
     for assignment in cli.Course(ROOT / "assignments").assignments():
         for path in sorted((clone / "assignments" / "release" / assignment).glob("*.ipynb")):
             committed = ROOT / "assignments" / "release" / assignment / path.name
-            assert committed.is_file(), f"{committed} is missing: run `python assignments/grade.py release`"
+            assert committed.is_file(), f"{committed} is missing: run `course-grade release`"
             assert nbformat.read(committed, as_version=4) == nbformat.read(path, as_version=4), (
-                f"{committed} is out of date: run `python assignments/grade.py release`"
+                f"{committed} is out of date: run `course-grade release`"
             )
 
 

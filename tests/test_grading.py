@@ -9,20 +9,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import torch
+from course_grading import cli, feedback, hidden, sandbox, submissions, values
+from course_grading import kernel as kernel_module
+from course_grading.kernel import SandboxedKernel
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-from course_grading import cli, feedback, hidden, sandbox, submissions, values  # noqa: E402
-from course_grading import kernel as kernel_module  # noqa: E402
-from course_grading.kernel import SandboxedKernel  # noqa: E402
 
 SANDBOX_PROBLEM = sandbox.sandbox_problem()
 

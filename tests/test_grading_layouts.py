@@ -19,12 +19,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from course_grading import cli, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-from course_grading import cli, sandbox  # noqa: E402
-
 SANDBOX_PROBLEM = sandbox.sandbox_problem()
 needs_sandbox = pytest.mark.skipif(
     SANDBOX_PROBLEM is not None, reason=f"grading sandbox unavailable: {SANDBOX_PROBLEM}"
@@ -63,19 +60,39 @@ def test_the_kernel_starts_by_a_path_the_sandbox_shows(layout, tmp_path, monkeyp
     assert not sandbox.visible("/nowhere/bin/python", read_only, aliases)
 
 
+def _regular_install(venv: Path, scratch: Path) -> None:
+    """Install the course's distribution (course_lib and course_grading) into ``venv`` from a wheel, not editable."""
+    source = scratch / "source"  # what the distribution is built from, outside the checkout (no build/ left in it)
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "course_lib", source / "course_lib", ignore=skip)
+    shutil.copytree(Path(cli.__file__).parent, source / "tools" / "course_grading", ignore=skip)
+    wheels = scratch / "wheels"
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    build = ["wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(wheels), str(source)]
+    subprocess.run([*pip, *build], check=True, capture_output=True)
+    (wheel,) = wheels.glob("course_lib-*.whl")
+    # this environment's pip (22.3 or later) installs into the venv, which has none of its own
+    target = ["--python", str(venv / "bin" / "python"), "install", "--no-deps", "--no-index", str(wheel)]
+    subprocess.run([*pip, *target], check=True, capture_output=True)
+
+
 @needs_sandbox
 def test_a_regular_install_with_packages_in_user_site_grades(tmp_path):
-    """course_lib copied into a venv (not editable); its dependencies in the user's site-packages (`pip install --user`)."""
+    """The course installed from its wheel (not editable) into a venv, its dependencies in the user's site-packages
+    (`pip install --user`); graded through the installed console script `course-grade`."""
     venv = tmp_path / "regular venv é"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"
+    _regular_install(venv, tmp_path)
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    shutil.copytree(ROOT / "course_lib", Path(purelib) / "course_lib", ignore=shutil.ignore_patterns("__pycache__"))
     user_base = tmp_path / "user base"
     user_site = Path(
         subprocess.run(
@@ -92,12 +109,17 @@ def test_a_regular_install_with_packages_in_user_site_grades(tmp_path):
     for folder in (venv, user_base):  # the kernel runs as nobody: an installation is world-readable
         for path in [folder, *folder.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o005 if path.is_dir() else path.stat().st_mode | 0o004)
-    completed = subprocess.run(
-        [str(python), str(ROOT / "assignments" / "grade.py"), "doctor"],
-        env={"PYTHONUSERBASE": str(user_base), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    env = {"PYTHONUSERBASE": str(user_base), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    where = subprocess.run(
+        [str(python), "-c", "import course_grading; print(course_grading.__file__, end='')"],
+        env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        check=True,
+    ).stdout
+    assert where == f"{purelib}/course_grading/__init__.py", "the grading package comes from the install"
+    completed = subprocess.run(
+        [str(venv / "bin" / "course-grade"), "doctor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "[FAIL]" not in completed.stdout
@@ -107,7 +129,7 @@ def test_a_regular_install_with_packages_in_user_site_grades(tmp_path):
 
 def test_doctor_prints_a_fail_line_and_exits_nonzero(monkeypatch, capsys):
     monkeypatch.setattr(sandbox, "kernel_python", lambda: "/nowhere/bin/python")
-    assert cli.main(["doctor"]) == 1
+    assert cli.main(["--course", str(ROOT / "assignments"), "doctor"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] the kernel's interpreter /nowhere/bin/python" in out and "fix:" in out
     assert "[FAIL] the canary kernel was not started" in out

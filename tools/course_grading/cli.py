@@ -6,11 +6,13 @@ configuration (``assignments/nbgrader_config.py``), plus what nbgrader lacks: ch
 of a folder of submissions, the sandbox, hidden checks outside the kernel, clean feedback, one CSV
 row per question. See ``assignments/INSTRUCTORS.md``.
 
-    python assignments/grade.py release                      # student versions -> assignments/release/
-    python assignments/grade.py collect 01_codebooks hand-ins/
-    sudo .venv/bin/python assignments/grade.py autograde 01_codebooks
-    python assignments/grade.py export                       # gradebook.csv + feedback/<student>/...
-    sudo .venv/bin/python assignments/grade.py doctor        # can this machine grade? [OK]/[FAIL] lines
+    course-grade release                        # student versions -> assignments/release/
+    course-grade collect 01_codebooks hand-ins/
+    sudo .venv/bin/course-grade autograde 01_codebooks
+    course-grade export                         # gradebook.csv + feedback/<student>/...
+    sudo .venv/bin/course-grade doctor          # can this machine grade? [OK]/[FAIL] lines
+
+Run them in the repository's root or in the course folder itself (or name it: --course DIR).
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ from course_grading.hidden import split_hidden
 from course_grading.kernel import KERNEL_START_FAILED
 from course_grading.submissions import collect, notes_path, read_problems
 
-TOOLS_DIR = Path(__file__).resolve().parents[1]
-DEFAULT_COURSE = TOOLS_DIR.parent / "assignments"
 PRIVATE = ("source", "submitted", "autograded", "feedback", "grading_notes")
 
 
@@ -78,9 +78,8 @@ class Course:
             database.chmod(0o600)
 
     def nbgrader(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run ``nbgrader ARGS`` in the course folder with the course's grading package importable."""
+        """Run ``nbgrader ARGS`` in the course folder, by this interpreter (which has the grading package)."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(TOOLS_DIR), *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("OMP_NUM_THREADS", "1")
         # nbgrader runs `alembic` (its database migrations) from PATH: the environment's bin/ must be on it
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
@@ -90,6 +89,13 @@ class Course:
             tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-25:])
             raise GradingError(f"`nbgrader {' '.join(args)}` failed:\n{tail}")
         return completed
+
+
+def default_course(folder: Path | None = None) -> Path:
+    """The course folder an instructor means: ``folder`` (the current one) when it is a course folder,
+    else its ``assignments/`` (the repository's root)."""
+    folder = Path.cwd() if folder is None else folder
+    return folder if (folder / "nbgrader_config.py").is_file() else folder / "assignments"
 
 
 def check_source(course: Course, assignment: str) -> None:
@@ -125,7 +131,7 @@ def release(course: Course, assignments: list[str] | None = None) -> list[Path]:
 def collect_folder(course: Course, assignment: str, folder: Path, student: str | None = None) -> str:
     """Collect ``folder`` (one sub-folder per student) for ``assignment``; returns the report's text."""
     if not (course.root / "release" / assignment).is_dir():
-        raise GradingError(f"{assignment} was not released yet: run `grade.py release {assignment}` first.")
+        raise GradingError(f"{assignment} was not released yet: run `course-grade release {assignment}` first.")
     released = {
         name: nbformat.read(course.root / "release" / assignment / f"{name}.ipynb", as_version=4)
         for name in course.notebooks(assignment)
@@ -170,7 +176,7 @@ def autograde(
         if KERNEL_START_FAILED in log:  # the grader's fault, not theirs: no 0 on record, the instructor is told
             raise GradingError(
                 "a kernel could not start during grading, although the canary's did (out of memory or processes?); "
-                "the affected students have no grade recorded. Run `grade.py doctor`, then autograde again:\n"
+                "the affected students have no grade recorded. Run `course-grade doctor`, then autograde again:\n"
                 + "\n".join(line for line in log.splitlines() if KERNEL_START_FAILED in line)[-3000:]
             )
         if completed.returncode != 0 and not failed:
@@ -211,7 +217,7 @@ def check_grader(course: Course, sandboxed: bool = True) -> None:
         raise GradingError(
             "the grader cannot run students' notebooks on this machine, so nothing was graded or recorded.\n"
             f"  what failed: {failure.what}\n  how to fix it: {failure.fix}\n"
-            "  `grade.py doctor` checks each step (run it as you run autograde, e.g. with sudo)."
+            "  `course-grade doctor` checks each step (run it as you run autograde, e.g. with sudo)."
         )
 
 
@@ -241,7 +247,7 @@ def export(course: Course, to: Path | None = None, assignments: list[str] | None
         released = {a.name for a in gradebook.assignments}
     unreleased = [a for a in chosen if a not in released]
     if assignments and unreleased:
-        raise GradingError(f"{', '.join(unreleased)} was never released here: run `grade.py release` first.")
+        raise GradingError(f"{', '.join(unreleased)} was never released here: run `course-grade release` first.")
     chosen = [a for a in chosen if a in released]
     for assignment in chosen:
         if (course.root / "autograded").is_dir() and any((course.root / "autograded").glob(f"*/{assignment}")):
@@ -333,9 +339,11 @@ def _verdict_messages(course: Course, assignment: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="grade.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="course-grade", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--course", type=Path, default=DEFAULT_COURSE, help="the course folder (default: assignments/)")
+    parser.add_argument(
+        "--course", type=Path, help="the course folder (default: this folder if it is one, else assignments/ in it)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("release", help="generate the student versions into release/")
     p.add_argument("assignments", nargs="*")
@@ -357,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("doctor", help="whether this machine can grade: the sandbox, the interpreter, the canary")
     args = parser.parse_args(argv)
     try:
-        course = Course(args.course)
+        course = Course(args.course or default_course())
         if args.command == "doctor":
             return doctor.doctor(course.root)
         if args.command == "release":
@@ -385,6 +393,7 @@ __all__ = [
     "check",
     "check_grader",
     "collect_folder",
+    "default_course",
     "export",
     "main",
     "notes_path",

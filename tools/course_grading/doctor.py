@@ -6,7 +6,7 @@ second case gave every student 0 ("its cell was not run") with no error. So befo
 ``autograde`` runs :func:`canary`: the same sandboxed kernel a submission gets, which must start,
 import ``course_lib``, define a function and have a hidden check (in the grader) call it and
 compare its answer. If any step fails, nothing is graded and the instructor reads what failed and
-how to fix it. ``grade.py doctor`` prints the same steps, after the machine's own prerequisites, as
+how to fix it. ``course-grade doctor`` prints the same steps, after the machine's own prerequisites, as
 ``[OK]`` / ``[FAIL]`` lines.
 """
 
@@ -101,7 +101,7 @@ def canary(sandboxed: bool = True, timeout: float = 120.0) -> list[Check]:
             except (KernelLost, RuntimeError, OSError) as error:
                 return failed(
                     f"a {'sandboxed ' if sandboxed else ''}kernel could not start: {error}",
-                    "run `grade.py doctor` on this machine; " + FIX_INSTALL,
+                    "run `course-grade doctor` on this machine; " + FIX_INSTALL,
                 )
             steps.append(
                 Check(True, f"a {'sandboxed ' if sandboxed else ''}kernel starts ({time.monotonic() - start:.1f} s)")

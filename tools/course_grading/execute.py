@@ -52,7 +52,7 @@ class SandboxedExecute(NbGraderPreprocessor):
     )
     sandboxed = Bool(
         True,
-        help="Run the kernel in the sandbox. False only for the instructor's own notebooks (grade.py check --trusted).",
+        help="Run the kernel in the sandbox. False only for the instructor's own notebooks (course-grade check --no-sandbox).",
     ).tag(config=True)
 
     def preprocess(self, nb: nbformat.NotebookNode, resources: dict) -> tuple[nbformat.NotebookNode, dict]:

@@ -38,7 +38,7 @@ from course_grading import sandbox, values
 KERNEL_NAME = "course-grading-sandbox"
 MAX_MESSAGE_BYTES = 2 * values.MAX_BYTES + 2**20  # a value at its largest, encoded twice, and headers
 # In nbgrader's log when a notebook's first kernel did not start: before any of the student's code ran,
-# so the grader's fault (grade.py then records nothing for that student and says so).
+# so the grader's fault (course-grade then records nothing for that student and says so).
 KERNEL_START_FAILED = "course-grading: the grader could not start a kernel"
 
 

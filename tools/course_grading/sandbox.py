@@ -84,7 +84,7 @@ def sandbox_problem() -> str | None:
     if os.geteuid() != 0:
         return (
             "The grading sandbox must start as root to run student code as an unprivileged user: run the "
-            "grading command with sudo (e.g. `sudo .venv/bin/python assignments/grade.py autograde ...`)."
+            "grading command with sudo (e.g. `sudo .venv/bin/course-grade autograde ...`)."
         )
     missing = [tool for tool in ("unshare", "setpriv", "prlimit", "mount") if shutil.which(tool) is None]
     if missing:
