@@ -1,9 +1,11 @@
-"""The notebook runner and the HTML book (tools/notebooks.py)."""
+"""The notebook runner and the HTML book (tools/notebooks.py); the book in a browser: tests/browser/test_book.py."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,19 +19,9 @@ def make_notebook(path: Path, title: str) -> Path:
     cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00"}
     notebook = new_notebook(cells=[new_markdown_cell(f"# {title}\n\nText."), cell])
     notebook.metadata["widgets"] = {"state": {}}
+    notebook.metadata["language_info"] = {"name": "python"}
     nbformat.write(notebook, path)
     return path
-
-
-def test_book_has_an_index_in_lecture_order_and_navigation(tmp_path):
-    paths = [make_notebook(tmp_path / "01_b.ipynb", "Second"), make_notebook(tmp_path / "00_a.ipynb", "First")]
-    index = tools.build_book(sorted(paths), tmp_path / "book", run_first=False)
-    text = index.read_text()
-    assert text.index("First") < text.index("Second")
-    first = (tmp_path / "book" / "00_a.html").read_text()
-    assert first.count('href="01_b.html"') == 2  # "next" link above and below the chapter
-    assert 'href="index.html"' in first and "Text." in first
-    assert (tmp_path / "book" / "mathjax" / "MathJax.js").exists(), "equations must render offline"
 
 
 def test_clean_drops_timings_and_widget_state(tmp_path):
@@ -39,10 +31,56 @@ def test_clean_drops_timings_and_widget_state(tmp_path):
     assert notebook.metadata["kernelspec"]["name"] == "python3"
 
 
-def test_book_has_a_page_per_assignment_after_the_chapters(tmp_path):
-    chapter = make_notebook(tmp_path / "00_a.ipynb", "First")
-    task = make_notebook(tmp_path / "01_codebooks.ipynb", "Assignment 1")
-    index = tools.build_book([chapter], tmp_path / "book", run_first=False, assignments=[task]).read_text()
-    assert index.index("First") < index.index("<h2>Assignments</h2>") < index.index("Assignment 1")
-    page = (tmp_path / "book" / "assignment_01_codebooks.html").read_text()
-    assert 'href="00_a.html"' in page and "Text." in page
+def test_table_of_contents_lists_the_chapters_then_the_assignments_as_their_own_part():
+    toc = tools.table_of_contents(
+        [Path("n/00_a.ipynb"), Path("n/01_b.ipynb")], [Path("a/01_codebooks/01_codebooks.ipynb")]
+    )
+    assert toc.index("notebooks/00_a") < toc.index("notebooks/01_b") < toc.index("caption: Assignments")
+    assert toc.index("caption: Assignments") < toc.index("assignments/01_codebooks")
+    assert "Assignments" not in tools.table_of_contents([Path("n/00_a.ipynb")], [])
+
+
+@pytest.fixture(scope="module")
+def small_book(tmp_path_factory) -> Path:
+    """Two chapters (given out of order) and an assignment, built with Jupyter Book (about 10 s)."""
+    folder = tmp_path_factory.mktemp("notebooks")
+    second = make_notebook(folder / "01_b.ipynb", "Second")
+    first = make_notebook(folder / "00_a.ipynb", "First")
+    notebook = nbformat.read(first, as_version=4)
+    notebook.cells[0].source += "\n\nThe rate is $R = \\log_2 K$ bits."
+    # A widget's output: the view (needs a kernel) and its static version, as course_lib.widgets writes it.
+    player = '<div>readout 0.25</div><audio controls src="data:audio/wav;base64,UklGRg=="></audio>'
+    widget = new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"}})
+    widget.data.update({"text/html": player, "text/plain": "VBox()"})
+    notebook.cells.append(new_code_cell('print("new".upper())', outputs=[widget]))
+    nbformat.write(notebook, first)
+    task = make_notebook(folder / "01_codebooks.ipynb", "Assignment 1")
+    out = tmp_path_factory.mktemp("build") / "book"
+    assert tools.build_book(sorted([second, first]), out, run_first=False, assignments=[task]) == out / "index.html"
+    return out
+
+
+@pytest.mark.slow
+def test_book_has_a_sidebar_in_lecture_order_then_the_assignments(small_book):
+    page = (small_book / "notebooks" / "00_a.html").read_text()
+    assert page.index('href="01_b.html"') < page.index('href="../assignments/01_codebooks.html"')
+    assert "Text." in page and (small_book / "assignments" / "01_codebooks.html").exists()
+    assert "url=intro.html" in (small_book / "index.html").read_text()  # the front page, with the contents
+    assert (small_book / "search.html").exists() and (small_book / "searchindex.js").exists()
+
+
+@pytest.mark.slow
+def test_book_pages_link_their_notebook_and_show_its_outputs_unexecuted(small_book):
+    page = (small_book / "notebooks" / "00_a.html").read_text()
+    assert 'href="../_sources/notebooks/00_a.ipynb"' in page and (small_book / "_sources/notebooks/00_a.ipynb").exists()
+    assert "readout 0.25" in page and 'src="data:audio/wav;base64,UklGRg=="' in page  # the static version, kept
+    assert "NEW" not in page  # the committed output, not a fresh run's
+
+
+@pytest.mark.slow
+def test_book_loads_nothing_from_the_network(small_book):
+    page = (small_book / "notebooks" / "00_a.html").read_text()
+    assert r"\(R = \log_2 K\)" in page and (small_book / "_static" / "mathjax" / "MathJax.js").exists()
+    assert 'src="../_static/mathjax/MathJax.js' in page
+    remote = re.findall(r'<(?:script|link|img|iframe)[^>]*(?:src|href)="((?:https?:)?//[^"]*)"', page)
+    assert not remote, remote

@@ -4,15 +4,16 @@
     python tools/notebooks.py book notebooks/*.ipynb --out build/book [--execute] [--assignments A.ipynb ...]
 
 ``run`` keeps diffs small: execution timings, widget state and kernel details are dropped, so a
-re-run changes only what the notebook printed or drew. ``book`` writes one page per notebook (in
-file-name order, which is the lecture's order) and one per assignment (its student version), with
-previous/next links, and an index page.
+re-run changes only what the notebook printed or drew. ``book`` builds the HTML book with Jupyter
+Book 1 (Sphinx, sphinx-book-theme, myst-nb; configured in ``book/``): a page per notebook in file-name
+order (the lecture's order), then a part with a page per assignment (its student version), with a
+sidebar, search, MathJax shipped inside the book and a download button for each page's notebook.
+It shows the outputs the notebooks hold (``--execute`` runs them first, without saving them in place).
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import shutil
 import sys
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbconvert import HTMLExporter
 
 TIMEOUT_PER_CELL = 600
+BOOK_CONFIG = Path(__file__).resolve().parents[1] / "book"  # _config.yml and intro.md
 
 
 def execute(path: Path) -> nbformat.NotebookNode:
@@ -50,81 +51,65 @@ def clean(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return notebook
 
 
-def title_of(notebook: nbformat.NotebookNode, fallback: str) -> str:
-    for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
-
-
-def nav_bar(pages: list[tuple[str, str]], index: int) -> str:
-    links = ['<a href="index.html">Contents</a>']
-    if index > 0:
-        links.insert(0, f'<a href="{pages[index - 1][0]}">← {html.escape(pages[index - 1][1])}</a>')
-    if index < len(pages) - 1:
-        links.append(f'<a href="{pages[index + 1][0]}">{html.escape(pages[index + 1][1])} →</a>')
-    return '<nav style="font:14px sans-serif;padding:8px 16px;background:#f4f4f4">' + " | ".join(links) + "</nav>"
-
-
 def build_book(paths: list[Path], out: Path, run_first: bool, assignments: list[Path] = ()) -> Path:
-    """One page per chapter (executed first if ``run_first``), then one per assignment (as students get it)."""
-    out.mkdir(parents=True, exist_ok=True)
-    chapters = [execute(path) if run_first else nbformat.read(path, as_version=4) for path in paths]
-    tasks = [nbformat.read(path, as_version=4) for path in assignments]  # student versions: never executed
-    notebooks = chapters + tasks
-    names = [path.stem + ".html" for path in paths] + [f"assignment_{path.stem}.html" for path in assignments]
-    sources = list(paths) + list(assignments)
-    pages = [(name, title_of(nb, path.stem)) for name, nb, path in zip(names, notebooks, sources, strict=True)]
-    exporter = HTMLExporter(template_name="lab")
-    exporter.mathjax_url = copy_mathjax(out)
-    for i, notebook in enumerate(notebooks):
-        body, _ = exporter.from_notebook_node(notebook)
-        bar = nav_bar(pages, i)
-        body = _insert_after_body_tag(body, bar).replace("</body>", f"{bar}</body>", 1)
-        (out / pages[i][0]).write_text(body, encoding="utf-8")
+    """Build the Jupyter Book in ``out``: the chapters (executed first if ``run_first``), then the assignments.
 
-    def listing(entries: list[tuple[str, str]], files: list[Path]) -> str:
-        return "\n".join(
-            f'<li><a href="{name}">{html.escape(title)}</a> <small>({html.escape(path.name)})</small></li>'
-            for (name, title), path in zip(entries, files, strict=True)
-        )
+    The pages show the outputs the notebooks hold: the book tool never executes them (``book/_config.yml``).
+    Its sources are staged next to ``out`` (``build/book-source/`` for ``build/book/``), so that the
+    executed chapters of ``make course`` never overwrite the committed ones. Returns ``out/index.html``.
+    """
+    from jupyter_book.sphinx import build_sphinx  # the dev extra; `run` works without it
 
-    graded = (
-        "<h2>Assignments</h2><p>Graded with nbgrader: see <code>assignments/INSTRUCTORS.md</code>. Each page "
-        f"shows the student version.</p><ol>{listing(pages[len(paths) :], list(assignments))}</ol>"
-        if assignments
-        else ""
+    source = out.with_name(out.name + "-source")
+    for folder in ("notebooks", "assignments"):
+        shutil.rmtree(source / folder, ignore_errors=True)
+        (source / folder).mkdir(parents=True)
+    for name in ("_config.yml", "intro.md"):
+        shutil.copy(BOOK_CONFIG / name, source / name)
+    for path in paths:
+        if run_first:
+            nbformat.write(execute(path), source / "notebooks" / path.name)
+        else:
+            shutil.copy2(path, source / "notebooks" / path.name)  # kept mtimes: Sphinx re-reads only changed ones
+    for path in assignments:  # student versions: never executed
+        shutil.copy2(path, source / "assignments" / path.name)
+    (source / "_toc.yml").write_text(table_of_contents(paths, assignments), encoding="utf-8")
+    copy_mathjax(source / "_mathjax")
+    started = time.perf_counter()
+    status = build_sphinx(  # what `jupyter-book build` calls, with build/book/ as the output folder
+        source,
+        out,
+        noconfig=True,
+        path_config=source / "_config.yml",
+        confoverrides={"external_toc_path": "_toc.yml", "latex_individualpages": False},
+        doctreedir=source / ".doctrees",
+        quiet=True,
     )
-    index = out / "index.html"
-    index.write_text(
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Audio-Level Music Generation</title></head>"
-        "<body style='font:16px sans-serif;max-width:760px;margin:40px auto'>"
-        "<h1>Audio-Level Music Generation</h1><p>The course's notebooks, executed at the tiny scale, "
-        "in the lecture's order: from codebooks to diffusion.</p>"
-        f"<ol start='0'>{listing(pages[: len(paths)], list(paths))}</ol>{graded}</body></html>",
-        encoding="utf-8",
-    )
-    return index
+    if status != 0:
+        raise SystemExit(f"book: Sphinx failed ({status}); its messages are above")
+    print(f"book: built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return out / "index.html"
 
 
-def copy_mathjax(out: Path) -> str:
-    """Ship MathJax inside the book so its equations render offline; fall back to the CDN."""
-    try:
-        import jupyter_server_mathjax
-    except ImportError:
-        print("jupyter-server-mathjax is not installed: the book's equations need the network.", file=sys.stderr)
-        return "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
-    source = Path(jupyter_server_mathjax.__file__).parent / "static"
-    shutil.copytree(source, out / "mathjax", dirs_exist_ok=True)
-    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+def table_of_contents(paths: list[Path], assignments: list[Path]) -> str:
+    """The book's ``_toc.yml``: the introduction, the chapters in lecture order, the assignments as their own part."""
+    lines = ["format: jb-book", "root: intro", "parts:", "  - caption: Chapters", "    chapters:"]
+    lines += [f"      - file: notebooks/{path.stem}" for path in paths]
+    if assignments:
+        lines += ["  - caption: Assignments (student versions)", "    chapters:"]
+        lines += [f"      - file: assignments/{path.stem}" for path in assignments]
+    return "\n".join(lines) + "\n"
 
 
-def _insert_after_body_tag(page: str, fragment: str) -> str:
-    start = page.find("<body")
-    end = page.find(">", start) + 1 if start >= 0 else 0
-    return page[:end] + fragment + page[end:]
+def copy_mathjax(static: Path) -> None:
+    """Ship MathJax inside the book (jupyter-server-mathjax's copy) so that its equations render offline.
+
+    Sphinx copies ``static`` into the book's ``_static/``. Not the source's ``_static/`` itself: Jupyter Book
+    would load each of MathJax's 400 scripts on every page.
+    """
+    import jupyter_server_mathjax
+
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", static / "mathjax", dirs_exist_ok=True)
 
 
 def main() -> int:
