@@ -234,6 +234,16 @@ def test_release_refuses_a_test_cell_without_hidden_checks(tmp_path):
         cli.check_source(cli.Course(tmp_path), "a")
 
 
+def test_the_course_folder_is_the_current_one_or_its_assignments(tmp_path, monkeypatch):
+    """`course-grade` run in the repository's root grades assignments/; run in a course folder, that folder."""
+    monkeypatch.chdir(ROOT)
+    assert cli.default_course() == ROOT / "assignments"
+    monkeypatch.chdir(ROOT / "assignments")
+    assert cli.default_course() == ROOT / "assignments"
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["doctor"]) == 2, "no course folder here: a course error, not a traceback"
+
+
 # ----------------------------------------------------------------------------------------- feedback
 def test_feedback_keeps_no_html_or_script_from_the_submission():
     html_output = nbformat.v4.new_output(

@@ -47,8 +47,8 @@ class Course:
         self.root = root.resolve()
         if not (self.root / "nbgrader_config.py").is_file() or not (self.root / "source").is_dir():
             raise GradingError(
-                f"{self.root} is not a course folder (it needs nbgrader_config.py and source/): pass --course "
-                "pointing at the repository's assignments/ folder or a copy of it."
+                f"{self.root} is not a course folder (it needs nbgrader_config.py and source/): run course-grade in "
+                "the repository's root or its assignments/ folder, or pass --course DIR (assignments/ or a copy of it)."
             )
 
     def assignments(self) -> list[str]:
