@@ -57,7 +57,7 @@ course: $(STAMP)
 # The student versions of the graded assignments, from their instructor sources (nbgrader generate_assignment).
 # `make test` checks that they are up to date, that the solutions get every point and the student versions none.
 assignments: $(STAMP)
-	OMP_NUM_THREADS=1 $(PY) assignments/grade.py release
+	OMP_NUM_THREADS=1 $(PY) -m course_grading release
 
 book: $(STAMP)
 	$(PY) tools/notebooks.py book notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
