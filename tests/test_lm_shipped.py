@@ -14,8 +14,9 @@ import math
 import pytest
 import torch
 
+from course_lib.lm.evaluation import evaluate_lm
 from course_lib.lm.pretrained import TINY_FILES, load_lm, load_tiny_audiolm, load_tiny_semantic_tokenizer
-from course_lib.lm.train import LMRecipe, evaluate_lm, recipe
+from course_lib.lm.recipes import LMRecipe, recipe
 from course_lib.lm.transformer import TokenLM
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from course_lib.lm.data import TokenData, random_batches
+from course_lib.lm.evaluation import evaluate_lm, unigram_nll
 from course_lib.lm.pretrained import load_lm
-from course_lib.lm.train import evaluate_lm, fit_lm, lm_config, recipe, sequence_layout, stage_batch, unigram_nll
+from course_lib.lm.recipes import fit_lm, lm_config, recipe, sequence_layout, stage_batch
 from course_lib.lm.transformer import TokenLM
 from course_lib.train import save_weights
 
@@ -96,16 +97,16 @@ def test_the_commands_train_and_write_loadable_files(tmp_path, monkeypatch, caps
         return StandInCodec() if needs_codec else None, embedding, load_semantic_tokenizer(tokenizer_path, embedding)
 
     monkeypatch.setattr(train_module, "_models", stand_ins)
+    import course_lib.lm.recipes as recipes
+
     monkeypatch.setattr(
-        train_module, "TINY", {**train_module.TINY, "tokenizer": {"steps": 0, "tokenizer_clips": 16, "n_semantic": 8}}
+        recipes, "TINY", {**recipes.TINY, "tokenizer": {"steps": 0, "tokenizer_clips": 16, "n_semantic": 8}}
     )
     train_module.main(["--stage", "tokenizer", "--out", str(tokenizer_file)])
     common = ["--steps", "3", "--clips", "8", "--validation-clips", "4", "--tokenizer", str(tokenizer_file)]
     for stage in ("delay", "coarse"):
         out = tmp_path / f"{stage}.safetensors"
-        monkeypatch.setattr(
-            train_module, "TINY", {**train_module.TINY, stage: {**train_module.TINY[stage], "n_semantic": 8}}
-        )
+        monkeypatch.setattr(recipes, "TINY", {**recipes.TINY, stage: {**recipes.TINY[stage], "n_semantic": 8}})
         metadata = train_module.main(["--stage", stage, "--out", str(out), *common])
         assert metadata["command"].startswith(f"python -m course_lib.lm.train --stage {stage}")
         loaded = load_lm(out, "cpu")
