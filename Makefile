@@ -50,17 +50,20 @@ test: $(STAMP)
 notebooks: $(STAMP)
 	COURSE_SCALE=tiny $(PY) tools/notebooks.py run notebooks/*.ipynb
 
+# Executes every notebook (not saved in place: build/book-source/), then builds the book from those outputs.
 course: $(STAMP)
 	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
-	@echo "Open build/book/index.html in a browser."
+	@echo "Open build/book/index.html in a browser (it needs no network)."
 
 # The student versions of the graded assignments, from their instructor sources (nbgrader generate_assignment).
 # `make test` checks that they are up to date, that the solutions get every point and the student versions none.
 assignments: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m course_grading release
 
+# The Jupyter Book (book/_config.yml) from the notebooks' committed outputs; nothing is executed. About 20 s.
 book: $(STAMP)
 	$(PY) tools/notebooks.py book notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
+	@echo "Open build/book/index.html in a browser (it needs no network)."
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/
