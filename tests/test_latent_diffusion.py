@@ -98,7 +98,8 @@ def test_shipped_text_to_audio_follows_unseen_captions_above_chance():
 
 
 def test_recipes_and_the_training_control_signal():
-    from course_lib.latent_diffusion.train import random_control_signal, recipe
+    from course_lib.latent_diffusion.latent_data import random_control_signal
+    from course_lib.latent_diffusion.train import recipe
 
     assert recipe("ldm", "tiny").cond_drop_prob == 0.1  # AudioLDM's condition dropout
     assert recipe("controlnet", "tiny").cond_drop_prob == 0.5  # ControlNet's prompt dropout

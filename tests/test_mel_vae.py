@@ -10,8 +10,8 @@ import torch
 from course_lib.diffusion import SpectrogramScaling
 from course_lib.errors import ConfigError
 from course_lib.latent_diffusion import DiagonalGaussian, MelVAE, MelVAEConfig, pad_frames
+from course_lib.latent_diffusion.evaluation import evaluate_vae, vae_baseline
 from course_lib.latent_diffusion.model import TINY_VAE, load_mel_vae
-from course_lib.latent_diffusion.train import evaluate_vae, vae_baseline
 
 SMALL = MelVAEConfig(channels=(8, 16, 16), latent_channels=4, norm_groups=4)
 

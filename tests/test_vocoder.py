@@ -87,8 +87,8 @@ def test_shipped_hifigan_learned_and_is_faster_than_griffin_lim():
     import time
 
     from course_lib.data import SynthMusic
+    from course_lib.latent_diffusion.evaluation import evaluate_vocoder
     from course_lib.latent_diffusion.model import TINY_VOCODER, load_hifigan
-    from course_lib.latent_diffusion.train import evaluate_vocoder
 
     vocoder = load_hifigan(device="cpu")
     assert TINY_VOCODER.stat().st_size < 5e6

@@ -33,40 +33,36 @@ Notebooks: notebooks/08_latent_diffusion.ipynb, 09_controlnet.ipynb.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from course_lib.audio import MelConfig, log_mel_spectrogram
+from course_lib.audio import MelConfig
 from course_lib.config import get_scale, seed_everything
-from course_lib.data import ClipBatch, SynthMusic
+from course_lib.data import SynthMusic
 from course_lib.data.batches import GeneratorBatches, random_crops
-from course_lib.data.splits import held_out_clips, training_clips
+from course_lib.data.splits import training_clips
 from course_lib.diffusion.losses import DiffusionLoss
 from course_lib.diffusion.pretrained import MelPatches, SpectrogramScaling
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet
-from course_lib.errors import ConfigError, CourseError
+from course_lib.errors import ConfigError
 from course_lib.latent_diffusion.controlnet import (
-    CONTROL_ROWS,
     CONTROLS,
     ControlledUNet,
     ControlNet,
     ControlNetConfig,
     ControlNetLoss,
-    control_signal,
-    random_control_masks,
 )
+from course_lib.latent_diffusion.evaluation import evaluate_text_to_audio, evaluate_vae, evaluate_vocoder
+from course_lib.latent_diffusion.latent_data import encode_clips
 from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig, pad_frames
 from course_lib.latent_diffusion.model import (
     TINY_JOINT_EMBEDDING,
     TINY_LDM,
     TINY_VAE,
-    TextToAudio,
     check_trained_on,
     file_sha256,
     latent_unet_config,
@@ -79,7 +75,6 @@ from course_lib.latent_diffusion.vocoder import (
     HiFiGANConfig,
     HiFiGANDiscriminators,
     HiFiGANTrainingLoss,
-    griffin_lim_vocoder,
 )
 from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
@@ -179,38 +174,6 @@ def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list) -> d
 
 
 # ------------------------------------------------------------------------------------------------ VAE
-def vae_baseline(x: Tensor, compression: int, latent_channels: int) -> Tensor:
-    """The no-learning baseline with as many numbers as the VAE's latent: average-pool, then nearest up-sample.
-
-    The latent has ``C · (M / r) · (F / r)`` numbers for ``M · F`` inputs, a reduction by ``ρ = r² / C``;
-    pooling blocks of ``a × b = ρ`` values keeps the same count: ``k × k`` when ρ is a square (tiny: r = 4,
-    C = 4, 2 × 2), else the most nearly square pair, mel × time (full: C = 8, ρ = 2, 2 × 1). ρ ≤ 1: no
-    reduction, returns ``x``.
-    """
-    reduction = max(1, round(compression**2 / latent_channels))
-    if reduction == 1:
-        return x
-    short = next(a for a in range(math.isqrt(reduction), 0, -1) if reduction % a == 0)
-    block = (reduction // short, short)  # (mel, time): the longer side along the mel axis
-    return F.interpolate(F.avg_pool2d(x, block), scale_factor=(float(block[0]), float(block[1])), mode="nearest")
-
-
-@torch.no_grad()
-def evaluate_vae(vae: MelVAE, log_mels: Tensor) -> dict[str, float]:
-    """Mean absolute log-mel error (nats) of the VAE (posterior mean) and of :func:`vae_baseline` on ``log_mels`` ``(N, M, F)``."""
-    vae = vae.eval()
-    device = next(vae.parameters()).device
-    x = pad_frames(vae.scaling.to_model(log_mels).unsqueeze(1), vae.frame_multiple).to(device)  # (N, 1, M, F')
-    frames = log_mels.shape[-1]
-    recon = vae.scaling.to_log_mel(vae.decode(vae.encode(x).mean))[..., :frames].squeeze(1).cpu()  # (N, M, F)
-    base = vae.scaling.to_log_mel(vae_baseline(x, vae.config.compression, vae.config.latent_channels))
-    base = base[..., :frames].squeeze(1).cpu()
-    return {
-        "vae_l1_nats": (recon - log_mels).abs().mean().item(),
-        "baseline_l1_nats": (base - log_mels).abs().mean().item(),
-    }
-
-
 def run_vae(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
     data = MelPatches(config.train_clips, seed=TRAIN_SEED, frames=config.crop_frames)
@@ -228,18 +191,6 @@ def run_vae(config: RecipeConfig, run: Run) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- vocoder
-@torch.no_grad()
-def evaluate_vocoder(vocoder: HiFiGAN, audio: Tensor, n_iter: int = 64) -> dict[str, float]:
-    """Log-mel L1 distance (nats) of HiFi-GAN and of Griffin-Lim (``n_iter`` iterations) to the original ``audio`` ``(N, T)``."""
-    mel_config = MelConfig()
-    log_mel = log_mel_spectrogram(audio, mel_config)  # (N, M, F)
-    device = next(vocoder.parameters()).device
-    hifigan = vocoder.eval().vocode(log_mel.to(device), audio.shape[-1]).cpu()  # (N, T)
-    griffin_lim = griffin_lim_vocoder(log_mel, mel_config, n_iter=n_iter, length=audio.shape[-1])  # (N, T)
-    distance = lambda y: (log_mel_spectrogram(y, mel_config) - log_mel).abs().mean().item()  # noqa: E731
-    return {"hifigan_mel_l1": distance(hifigan), "griffin_lim_mel_l1": distance(griffin_lim)}
-
-
 def run_vocoder(config: RecipeConfig, run: Run) -> dict:
     """HiFi-GAN on random segments of ``SynthMusic(seed=0)`` clips: mel loss alone first, then with the discriminators.
 
@@ -277,74 +228,6 @@ def run_vocoder(config: RecipeConfig, run: Run) -> dict:
 
 
 # ------------------------------------------------------------------------------------ latent diffusion
-@dataclasses.dataclass
-class LatentData:
-    """Training clips encoded once: VAE posteriors, audio embeddings E^x and controls (for the ControlNet)."""
-
-    mean: Tensor  # (N, C, H, W) posterior means (VAE units)
-    std: Tensor  # (N, C, H, W)
-    cond: Tensor  # (N, D) E^x of each clip
-    latent_scale: float
-    controls: dict[str, Tensor] | None = None  # melody (N, 12, F), loudness_db (N, F), beats (N, F)
-
-    def batch(self, batch_size: int, generator: torch.Generator, signal: bool = False) -> dict[str, Tensor]:
-        """Random clips: ``x0`` = ``latent_scale · (μ + σ ε)`` (a fresh posterior sample), ``cond`` and (optionally) ``signal``."""
-        index = torch.randint(self.mean.shape[0], (batch_size,), generator=generator)  # (B,)
-        noise = torch.randn(self.mean[index].shape, generator=generator)  # (B, C, H, W)
-        out = {"x0": (self.mean[index] + self.std[index] * noise) * self.latent_scale, "cond": self.cond[index]}
-        if signal:
-            frames = self.mean.shape[-1] * 4
-            controls = {name: value[index] for name, value in self.controls.items()}
-            out["signal"] = random_control_signal(controls, frames, generator)  # (B, 17, frames)
-        return out
-
-
-def encode_clips(
-    clips: ClipBatch, vae: MelVAE, embedding: Any, frame_multiple: int, device: torch.device, controls: bool = False
-) -> LatentData:
-    """VAE posteriors (frames padded with silence to ``frame_multiple``), E^x and optionally the clips' controls."""
-    log_mel = log_mel_spectrogram(clips.audio)  # (N, M, F)
-    x = pad_frames(vae.scaling.to_model(log_mel).unsqueeze(1), frame_multiple)  # (N, 1, M, F')
-    means, stds = [], []
-    with torch.no_grad():
-        for chunk in x.split(64):
-            posterior = vae.encode(chunk.to(device))
-            means.append(posterior.mean.cpu())
-            stds.append(posterior.std.cpu())
-        cond = embedding.embed_audio(clips.audio.to(device)).cpu()  # (N, D)  E^x
-    stacked = None
-    if controls:
-        c = clips.controls
-        stacked = {"melody": c["melody"], "loudness_db": c["loudness_db"], "beats": c["beats"]}
-    return LatentData(torch.cat(means), torch.cat(stds), cond, float(vae.latent_scale), stacked)
-
-
-@torch.no_grad()
-def evaluate_text_to_audio(
-    pipeline: TextToAudio, n: int, steps: int, guidance: float, seed: int = 0
-) -> dict[str, float]:
-    """Generate from ``n`` held-out captions (combinations never trained on) and score them with the attribute classifier.
-
-    Returns the caption adherence per attribute (the classifier's accuracy on what the captions ask for)
-    and the same for real held-out clips (the classifier's own ceiling); empty when the classifier is missing.
-    """
-    try:
-        from course_lib.metrics import caption_adherence, load_tiny_attribute_classifier
-
-        classifier = load_tiny_attribute_classifier(pipeline.device)
-    except (ImportError, CourseError):
-        return {}
-    real = held_out_clips(n)
-    audio = pipeline.generate(
-        real.captions, 2.0, steps, guidance, torch.Generator().manual_seed(seed), vocoder="griffin_lim"
-    )
-    generated = caption_adherence(classifier, audio, real.captions)
-    ceiling = caption_adherence(classifier, real.audio, real.captions)
-    flat = {f"adherence_{k}": float(v) for k, v in generated.items() if isinstance(v, (int, float))}
-    flat.update({f"real_adherence_{k}": float(v) for k, v in ceiling.items() if isinstance(v, (int, float))})
-    return flat
-
-
 def run_ldm(
     config: RecipeConfig,
     run: Run,
@@ -383,15 +266,6 @@ def run_ldm(
 
 
 # ------------------------------------------------------------------------------------------ ControlNet
-def random_control_signal(controls: dict[str, Tensor], frames: int, generator: torch.Generator) -> Tensor:
-    """:func:`control_signal` with Music ControlNet's training masks: random controls, random time spans, per sample."""
-    use, time_mask = random_control_masks(controls["melody"].shape[0], controls["melody"].shape[-1], generator)
-    full = control_signal(controls, CONTROLS, time_mask)  # (B, 17, F)
-    keep = torch.tensor([[name in chosen for name in CONTROLS] for chosen in use], dtype=full.dtype)  # (B, 3)
-    rows = torch.cat([keep[:, i : i + 1].expand(-1, CONTROL_ROWS[name]) for i, name in enumerate(CONTROLS)] + [keep], 1)
-    return pad_frames(full * rows[:, :, None], frames, value=0.0)[..., :frames]  # (B, 17, frames)
-
-
 def run_controlnet(
     config: RecipeConfig,
     run: Run,
