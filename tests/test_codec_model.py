@@ -7,8 +7,8 @@ import torch
 
 from course_lib.codec.codes_file import check_codes_model, load_codes, pack_codes, save_codes, unpack_codes
 from course_lib.codec.model import Codec, CodecConfig
+from course_lib.codec.recipes import CodecTrainingLoss, recipe, train_codec
 from course_lib.codec.seanet import SEANetDecoder, SEANetEncoder
-from course_lib.codec.train import CodecTrainingLoss, recipe, train_codec
 from course_lib.errors import AudioInputError, CheckpointError, ConfigError
 
 SMALL = dict(channels=2, latent_dim=4, n_q=4, codebook_size=16, kmeans_init=False, offered_n_q=(2, 4))

@@ -10,8 +10,9 @@ import torch
 
 from course_lib.codec import Codec, CodecConfig, load_codec, load_tiny_codec
 from course_lib.codec.baselines import best_mdct_baseline
+from course_lib.codec.evaluation import evaluate
 from course_lib.codec.pretrained import TINY_CODEC
-from course_lib.codec.train import evaluate, main
+from course_lib.codec.train import main
 from course_lib.data.splits import held_out_audio
 from course_lib.errors import CheckpointError
 from course_lib.metrics import multi_scale_mel_distance

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib.audio import log_mel_spectrogram
-from course_lib.codec.losses import (
+from course_lib.adversarial.losses import (
     feature_matching_loss,
     least_squares_discriminator_loss,
     least_squares_generator_loss,
 )
+from course_lib.audio import log_mel_spectrogram
 from course_lib.errors import ConfigError
 from course_lib.latent_diffusion import (
     DiscriminatorSizes,

@@ -4,8 +4,10 @@ Lecture sections "Audio Codec" and "Soundstream". Notebook: notebooks/04_neural_
 
 - ``residual_vq``: :class:`ResidualVQ` (levels of ``course_lib.quantize.VectorQuantizer``, quantizer dropout).
 - ``seanet``: the convolutional encoder and decoder; ``model``: :class:`Codec` = encoder + RVQ + decoder.
-- ``discriminators``, ``losses``: SoundStream's and HiFi-GAN's (shared with the vocoder of notebook 08).
-- ``train``: the recipe and command of the shipped checkpoint; ``pretrained``: :func:`load_tiny_codec`.
+- ``losses``: SoundStream's reconstruction loss and L_G; its discriminators and adversarial losses are
+  :mod:`course_lib.adversarial`'s (shared with the vocoder of notebook 08), re-exported here.
+- ``recipes``: the training recipe; ``evaluation``: the held-out figures per bitrate; ``train``: the
+  command of the shipped checkpoint; ``pretrained``: :func:`load_tiny_codec`.
 - ``codes_file``: the ``.codes`` format of the command line (``python -m course_lib.codec``).
 - ``baselines``: a μ-law/MDCT transform codec and Opus, to compare with.
 
@@ -13,9 +15,7 @@ Tokens for a language model: ``load_tiny_codec().encode(audio)`` gives ``(B, n_q
 in [0, 1024) at 50 frames per second, ``n_q`` up to 12 levels (0.5 kbps each).
 """
 
-from course_lib.codec.baselines import MuLawMDCTCodec, imdct, mdct, opus_available, opus_roundtrip
-from course_lib.codec.codes_file import CodesFile, check_codes_model, load_codes, save_codes
-from course_lib.codec.discriminators import (
+from course_lib.adversarial import (  # the GAN pieces, shared with the vocoder
     DiscriminatorOutput,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
@@ -23,18 +23,19 @@ from course_lib.codec.discriminators import (
     PeriodDiscriminator,
     ScaleDiscriminator,
     STFTDiscriminator,
-    merge_outputs,
-)
-from course_lib.codec.losses import (
-    SOUNDSTREAM_WEIGHTS,
-    SOUNDSTREAM_WINDOWS,
     feature_matching_loss,
-    generator_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
     least_squares_discriminator_loss,
     least_squares_generator_loss,
-    mel_l1_loss,
+    merge_outputs,
+)
+from course_lib.codec.baselines import MuLawMDCTCodec, imdct, mdct, opus_available, opus_roundtrip
+from course_lib.codec.codes_file import CodesFile, check_codes_model, load_codes, save_codes
+from course_lib.codec.losses import (
+    SOUNDSTREAM_WEIGHTS,
+    SOUNDSTREAM_WINDOWS,
+    generator_loss,
     multi_scale_spectral_loss,
     soundstream_mel_spectrogram,
 )
@@ -77,7 +78,6 @@ __all__ = [
     "hinge_generator_loss",
     "least_squares_discriminator_loss",
     "least_squares_generator_loss",
-    "mel_l1_loss",
     "merge_outputs",
     "multi_scale_spectral_loss",
     "soundstream_mel_spectrogram",

@@ -16,7 +16,7 @@ Efficient and High Fidelity Speech Synthesis"):
   convolutions (dilations 1, 3, 5) with residual connections, so every stage sees patterns at several
   time scales at once. A 7-tap convolution and tanh give the waveform. One forward pass, no iterations.
 - **Training** (Sec. 2.3, eqs. 5-6): least-squares GAN losses against HiFi-GAN's multi-period and
-  multi-scale discriminators (:mod:`course_lib.codec.discriminators`, :mod:`course_lib.codec.losses`),
+  multi-scale discriminators (:mod:`course_lib.adversarial`),
   plus feature matching (λ_fm = 2) and the L1 log-mel loss (λ_mel = 45):
   ``L_G = L_adv(G; D) + 2 L_FM + 45 L_mel``, ``L_D = L_adv(D; G)``; see :func:`generator_losses`, :func:`discriminator_loss`
   and :class:`HiFiGANTrainingLoss`, which :mod:`course_lib.latent_diffusion.train` (``--stage vocoder``)
@@ -38,6 +38,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from course_lib.adversarial import (
+    DiscriminatorStep,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    feature_matching_loss,
+    least_squares_discriminator_loss,
+    least_squares_generator_loss,
+)
 from course_lib.audio import MelConfig, log_mel_spectrogram, log_mel_to_audio
 from course_lib.config import ScaledConfig
 from course_lib.errors import ConfigError
@@ -191,12 +199,10 @@ class DiscriminatorSizes(ScaledConfig):
 
 
 class HiFiGANDiscriminators(nn.Module):
-    """HiFi-GAN's discriminator pair: the multi-period (MPD) and multi-scale (MSD) ensembles of :mod:`course_lib.codec.discriminators`."""
+    """HiFi-GAN's discriminator pair: the multi-period (MPD) and multi-scale (MSD) ensembles of :mod:`course_lib.adversarial.discriminators`."""
 
     def __init__(self, sizes: DiscriminatorSizes | None = None) -> None:
         super().__init__()
-        from course_lib.codec.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
-
         self.sizes = sizes = sizes or DiscriminatorSizes()
         self.mpd = MultiPeriodDiscriminator(tuple(sizes.periods), tuple(sizes.period_channels))
         self.msd = MultiScaleDiscriminator(3, tuple(sizes.scale_channels), groups=tuple(sizes.scale_groups))
@@ -211,10 +217,18 @@ def discriminator_loss(discriminators: HiFiGANDiscriminators, real: Tensor, fake
 
     ``fake`` is detached here, so this loss trains only the discriminators.
     """
-    from course_lib.codec.losses import least_squares_discriminator_loss
-
     on_real, on_fake = discriminators(real), discriminators(fake.detach())
     return sum(least_squares_discriminator_loss(r.logits, f.logits) for r, f in zip(on_real, on_fake, strict=True))
+
+
+def mel_l1_loss(reference: Tensor, estimate: Tensor, config: MelConfig | None = None) -> Tensor:
+    """HiFi-GAN's mel-spectrogram loss (eq. 4): the mean absolute difference of log-mel spectrograms.
+
+    Uses :func:`course_lib.audio.log_mel_spectrogram` (natural log, floor 1e-5) with ``config``
+    (default: the course's AudioLDM settings, 64 bands, hop 160 at 16 kHz). HiFi-GAN weighs it by 45.
+    """
+    config = config or MelConfig()
+    return (log_mel_spectrogram(reference, config) - log_mel_spectrogram(estimate, config)).abs().mean()
 
 
 def generator_losses(
@@ -234,8 +248,6 @@ def generator_losses(
     Returns:
         ``{"loss": L_G, "mel", "adversarial", "feature"}`` (the last two only with discriminators).
     """
-    from course_lib.codec.losses import feature_matching_loss, least_squares_generator_loss, mel_l1_loss
-
     mel = mel_l1_loss(real, fake, mel_config)  # eq. 4
     if discriminators is None:
         return {"loss": lambda_mel * mel, "mel": mel}
@@ -260,7 +272,7 @@ class HiFiGANTrainingLoss:
     (AdamW with HiFi-GAN's betas and its own warm-up-free cosine schedule over the GAN steps), then
     returns :func:`generator_losses` against the updated discriminators, HiFi-GAN's order. The
     discriminators, their optimizer and schedule and the call count are part of a training checkpoint
-    (:meth:`state_dict`), and under torchrun the discriminators stay one model (:class:`course_lib.train.adversarial.DiscriminatorStep`).
+    (:meth:`state_dict`), and under torchrun the discriminators stay one model (:class:`course_lib.adversarial.DiscriminatorStep`).
 
     Args:
         discriminators: MPD + MSD; ``optimizer``/``scheduler``: theirs.
@@ -275,8 +287,6 @@ class HiFiGANTrainingLoss:
         mel_steps: int,
         mel_config: MelConfig | None = None,
     ) -> None:
-        from course_lib.train.adversarial import DiscriminatorStep
-
         self.critic = DiscriminatorStep(discriminators, optimizer, scheduler)
         self.mel_steps, self.mel_config, self.calls = mel_steps, mel_config or MelConfig(), 0
 

@@ -5,7 +5,7 @@ buzzy; a discriminator that learns to tell real from decoded audio supplies what
 losses miss. Each class here is an *ensemble* of K sub-discriminators D_k, each looking at the audio
 in its own way, and returns, for a batch, every D_k's logits D_{k,t} (t runs over the positions of its
 output map) and its internal feature maps D^{(l)}_k (for the feature-matching loss). The losses that
-consume them are in :mod:`course_lib.codec.losses`.
+consume them are in :mod:`course_lib.adversarial.losses`.
 
 - :class:`MultiScaleSTFTDiscriminator` (the codec's main one): 2-D convolutions over the complex STFT
   (real and imaginary parts as two channels) at several window lengths, as in EnCodec (Défossez et

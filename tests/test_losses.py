@@ -1,23 +1,26 @@
-"""The GAN and reconstruction losses of course_lib.codec.losses, each against a hand computation of its formula."""
+"""The GAN losses (course_lib.adversarial.losses), the codec's reconstruction losses (course_lib.codec.losses) and
+HiFi-GAN's mel loss, each against a hand computation of its formula."""
 
 import math
 
 import pytest
 import torch
 
-from course_lib.codec.losses import (
-    SOUNDSTREAM_WINDOWS,
+from course_lib.adversarial.losses import (
     feature_matching_loss,
-    generator_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
     least_squares_discriminator_loss,
     least_squares_generator_loss,
-    mel_l1_loss,
+)
+from course_lib.codec.losses import (
+    SOUNDSTREAM_WINDOWS,
+    generator_loss,
     multi_scale_spectral_loss,
     soundstream_mel_spectrogram,
 )
 from course_lib.errors import ConfigError
+from course_lib.latent_diffusion.vocoder import mel_l1_loss
 
 # Two sub-discriminators with output maps of different shapes (K = 2, T_1 = 3, T_2 = 2 x 2).
 REAL = [torch.tensor([[[2.0, 0.5, -1.0]]]), torch.tensor([[[[1.0, 3.0], [0.0, -0.5]]]])]

@@ -1,9 +1,9 @@
-"""Discriminators of course_lib.codec.discriminators: shapes, what each one looks at, and that one can learn."""
+"""Discriminators of course_lib.adversarial.discriminators: shapes, what each one looks at, and that one can learn."""
 
 import pytest
 import torch
 
-from course_lib.codec.discriminators import (
+from course_lib.adversarial.discriminators import (
     DiscriminatorOutput,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
@@ -12,7 +12,7 @@ from course_lib.codec.discriminators import (
     ScaleDiscriminator,
     merge_outputs,
 )
-from course_lib.codec.losses import hinge_discriminator_loss
+from course_lib.adversarial.losses import hinge_discriminator_loss
 from course_lib.errors import AudioInputError, ConfigError
 
 SMALL_MSD = dict(channels=(8, 8, 16), kernels=(15, 41, 5), strides=(1, 4, 1), groups=(1, 4, 1))

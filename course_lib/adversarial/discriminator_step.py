@@ -3,7 +3,7 @@
 :class:`course_lib.train.Trainer` steps one optimizer, the generator's. SoundStream's codec (Zeghidour
 et al. 2021, sec. 3.4) and HiFi-GAN (Kong et al. 2020, sec. 2.3) alternate: one discriminator step on
 ``L_D``, then one generator step on ``L_G`` against the updated discriminator. Their ``loss_fn`` objects
-(:class:`course_lib.codec.train.CodecTrainingLoss`, :class:`course_lib.latent_diffusion.vocoder.HiFiGANTrainingLoss`)
+(:class:`course_lib.codec.recipes.CodecTrainingLoss`, :class:`course_lib.latent_diffusion.vocoder.HiFiGANTrainingLoss`)
 call :meth:`DiscriminatorStep.step` first, then compute ``L_G``; the Trainer back-propagates it.
 
 What a :class:`DiscriminatorStep` adds to a bare optimizer step:
