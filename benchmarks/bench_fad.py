@@ -1,6 +1,6 @@
 """Benchmark: FAD with the course's embedding, its sample-size bias and FAD∞, and the matrix square root against scipy.
 
-With the shipped attribute classifier's embedding (:meth:`course_lib.metrics.AttributeClassifier.embed`,
+With the shipped attribute classifier's embedding (:meth:`course_lib.attributes.AttributeClassifier.embed`,
 128 values per clip) this measures, side by side:
 
 - **The bias.** FAD between a background set of real clips and a *disjoint set of real clips of the
@@ -33,8 +33,9 @@ import scipy.linalg
 import torch
 from threadpoolctl import threadpool_limits
 
+from course_lib.attributes import load_tiny_attribute_classifier
 from course_lib.data.splits import held_out_clips, validation_clips
-from course_lib.metrics import fad_infinity, frechet_audio_distance, gaussian_statistics, load_tiny_attribute_classifier
+from course_lib.metrics import fad_infinity, frechet_audio_distance, gaussian_statistics
 from course_lib.metrics.frechet import trace_sqrt_product
 
 

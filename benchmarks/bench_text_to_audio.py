@@ -98,7 +98,8 @@ def measure_adherence(quick: bool = False, device: str | None = "cpu", seed: int
     The controls come from clip i of ``validation_clips``, the caption from clip i + 1 (music the model
     has heard described, but not these clips). Both generations use the same noise and guidance 3.
     """
-    from course_lib.metrics import caption_adherence, load_tiny_attribute_classifier
+    from course_lib.attributes import load_tiny_attribute_classifier
+    from course_lib.metrics import caption_adherence
 
     n, steps = (2, 10) if quick else (8, 50)
     device = get_device(device)

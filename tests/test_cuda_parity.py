@@ -88,8 +88,8 @@ def test_language_model_logits_with_and_without_the_cache(device):
 @torch.no_grad()
 @pytest.mark.parametrize("device", DEVICES)
 def test_joint_embedding_and_attribute_classifier(device, clips):
+    from course_lib.attributes import load_tiny_attribute_classifier
     from course_lib.joint_embedding import load_tiny_joint_embedding
-    from course_lib.metrics import load_tiny_attribute_classifier
 
     cpu, other = load_tiny_joint_embedding("cpu"), load_tiny_joint_embedding(device)
     captions = ["a gentle plucked-string line at 90 BPM without drums", "loud FM-bell tune with drums"]

@@ -84,9 +84,10 @@ def test_missing_weights_name_the_command(tmp_path):
 
 def test_shipped_text_to_audio_follows_unseen_captions_above_chance():
     """The issue's check: captions of held-out attribute combinations -> audio whose attributes the classifier recognises."""
+    from course_lib.attributes import load_tiny_attribute_classifier
     from course_lib.data.splits import held_out_clips
     from course_lib.latent_diffusion import load_latent_diffusion
-    from course_lib.metrics import caption_adherence, load_tiny_attribute_classifier
+    from course_lib.metrics import caption_adherence
 
     pipeline = load_latent_diffusion(device="cpu")
     captions = held_out_clips(8).captions

@@ -35,7 +35,7 @@ COMMANDS = {
         ["--steps", "6", "--adversarial-start", "3", "--batch-size", "2", "--clips", "32"],
     ),
     "joint_embedding": ("course_lib.joint_embedding.train", ["--steps", "6", "--batch-size", "8", "--clips", "64"]),
-    "attributes": ("course_lib.metrics.train_attributes", ["--steps", "6", "--batch-size", "8", "--clips", "64"]),
+    "attributes": ("course_lib.attributes.train", ["--steps", "6", "--batch-size", "8", "--clips", "64"]),
     "ddpm_teacher": (
         "course_lib.diffusion.train_spectrogram_ddpm",
         ["--steps", "6", "--batch-size", "2", "--clips", "8", "--eval-samples", "2"],

@@ -19,6 +19,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from course_lib.attributes import load_attribute_classifier
 from course_lib.codec.pretrained import load_codec
 from course_lib.diffusion.pretrained import load_pretrained_diffusion
 from course_lib.errors import CheckpointError
@@ -31,7 +32,6 @@ from course_lib.latent_diffusion.model import (
     load_mel_vae,
 )
 from course_lib.lm.pretrained import load_lm, load_semantic_tokenizer
-from course_lib.metrics.attributes import load_attribute_classifier
 from course_lib.quantize import VQVAE, HierarchicalVQVAE
 from course_lib.quantize.train_vqvae import hierarchical_config, vq_vae_config
 from course_lib.train.weights import (

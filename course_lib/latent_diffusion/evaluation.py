@@ -74,7 +74,8 @@ def evaluate_text_to_audio(
     and the same for real held-out clips (the classifier's own ceiling); empty when the classifier is missing.
     """
     try:
-        from course_lib.metrics import caption_adherence, load_tiny_attribute_classifier
+        from course_lib.attributes import load_tiny_attribute_classifier
+        from course_lib.metrics import caption_adherence
 
         classifier = load_tiny_attribute_classifier(pipeline.device)
     except (ImportError, CourseError):

@@ -4,21 +4,13 @@
   distances, the real-time factor (codecs and VQ-VAEs, notebooks 01-04).
 - ``frechet``: the Fréchet distance between Gaussians, Fréchet Audio Distance and its sample-size
   correction FAD∞ (notebooks 06, 08).
-- ``attributes``: a classifier of SynthMusic's attributes, the Inception Score and caption adherence
-  (notebooks 06, 08).
+- ``classifier_scores``: the Inception Score and caption adherence, read off the attribute classifier
+  (notebooks 06, 08). The classifier itself is a trained model: :mod:`course_lib.attributes`.
 - ``control_adherence``: Music ControlNet's melody accuracy, dynamics correlation and beat F1
   (notebook 09).
 """
 
-from course_lib.metrics.attributes import (
-    ATTRIBUTE_CLASSES,
-    AttributeClassifier,
-    AttributeClassifierConfig,
-    caption_adherence,
-    inception_score,
-    load_attribute_classifier,
-    load_tiny_attribute_classifier,
-)
+from course_lib.metrics.classifier_scores import caption_adherence, inception_score
 from course_lib.metrics.control_adherence import (
     beat_f1,
     control_adherence,
@@ -44,13 +36,8 @@ from course_lib.metrics.reconstruction import (
 )
 
 __all__ = [
-    "ATTRIBUTE_CLASSES",
-    "AttributeClassifier",
-    "AttributeClassifierConfig",
     "caption_adherence",
     "inception_score",
-    "load_attribute_classifier",
-    "load_tiny_attribute_classifier",
     "FADInfinity",
     "fad_infinity",
     "frechet_audio_distance",

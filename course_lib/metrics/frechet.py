@@ -10,7 +10,7 @@ the two Gaussians, as the lecture writes it (MusicLM's evaluation slide)::
 For Gaussians this is the squared 2-Wasserstein distance (Dowson & Landau 1982): 0 only when means and
 covariances agree. The embedding decides what "close" means; MusicLM uses VGGish, others PANN or
 CLAP, and the numbers of different embeddings cannot be compared. The course's embedding is the
-penultimate layer of its SynthMusic attribute classifier (:mod:`course_lib.metrics.attributes`),
+penultimate layer of its SynthMusic attribute classifier (:mod:`course_lib.attributes`),
 the same idea as VGGish / PANN: the features of a network trained to classify audio.
 
 **The matrix square root.** ``Σ_b Σ_e`` is not symmetric, and ``scipy.linalg.sqrtm`` of it can return

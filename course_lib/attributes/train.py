@@ -1,6 +1,6 @@
 """Train the course's SynthMusic attribute classifier: the recipe and the one command behind the shipped weights.
 
-    python -m course_lib.metrics.train_attributes --scale tiny --out course_lib/checkpoints/attribute_classifier_tiny.safetensors
+    python -m course_lib.attributes.train --scale tiny --out course_lib/checkpoints/attribute_classifier_tiny.safetensors
 
 - Data: :func:`course_lib.data.splits.training_clips` (2-second clips at 16 kHz, none of the held-out
   attribute combinations); log-mel spectrograms computed once; each step draws a batch with a
@@ -15,7 +15,7 @@
   on validation clips (new clips of the training combinations).
 
 Notebooks: notebooks/06_text_to_music.ipynb and 08_latent_diffusion.ipynb load the result with
-:func:`course_lib.metrics.load_tiny_attribute_classifier`.
+:func:`course_lib.attributes.load_tiny_attribute_classifier`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from course_lib.attributes.model import AttributeClassifier, AttributeClassifierConfig
 from course_lib.audio.spectral import mel_spectrogram
 from course_lib.config import get_scale, seed_everything
 from course_lib.data.batches import step_generator
 from course_lib.data.splits import held_out_clips, training_clips, validation_clips
 from course_lib.errors import ConfigError
-from course_lib.metrics.attributes import AttributeClassifier, AttributeClassifierConfig
 from course_lib.train.command import TrainingCommand, positive_int
 
 
@@ -141,7 +141,7 @@ def train(
     return model.cpu(), list(history)
 
 
-COMMAND = TrainingCommand("course_lib.metrics.train_attributes", __doc__)
+COMMAND = TrainingCommand("course_lib.attributes.train", __doc__)
 COMMAND.add_argument("--clips", type=positive_int, help="training clips (default: the recipe's)")
 
 
