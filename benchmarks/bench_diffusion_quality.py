@@ -3,7 +3,7 @@
 The shipped teacher (``course_lib/checkpoints/ddpm_tiny.safetensors``) samples ``n`` log-mel patches
 with DDPM's Algorithm 2 (1,000 steps) and with DDIM (50 steps, η = 0), from the same x_T; the shipped
 students sample the same number with 4 distilled DDIM steps (progressive distillation) and with 1 and
-2 consistency steps. Quality is the Fréchet mel distance (FMD, :mod:`course_lib.diffusion.quality`) of
+2 consistency steps. Quality is the Fréchet mel distance (FMD, :func:`course_lib.metrics.frechet_mel_distance`) of
 each set to every frame of 256 held-out SynthMusic clips (``seed=1``), beside two anchors of the same
 size: real patches from another unseen seed (``seed=2``, the floor: what a perfect model would score
 with ``n`` patches) and pure noise (where every sampler starts). Lower is better.

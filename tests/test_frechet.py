@@ -1,4 +1,4 @@
-"""Tests of the Fréchet distance, FAD as the lecture writes it, and FAD∞ (course_lib.metrics.frechet)."""
+"""Tests of the Fréchet distance, FAD as the lecture writes it, FAD∞ and the Fréchet mel distance (course_lib.metrics.frechet)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ import scipy.linalg
 import torch
 
 from course_lib.errors import ConfigError
-from course_lib.metrics import fad_infinity, frechet_audio_distance, frechet_distance, gaussian_statistics, sqrt_psd
+from course_lib.metrics import (
+    fad_infinity,
+    frame_statistics,
+    frechet_audio_distance,
+    frechet_distance,
+    frechet_mel_distance,
+    gaussian_statistics,
+    sqrt_psd,
+)
 from course_lib.metrics.frechet import trace_sqrt_product
 
 
@@ -114,3 +122,16 @@ def test_fad_infinity_keeps_a_real_difference():
         fad_infinity(background, evaluation, sizes=[500])
     with pytest.raises(ConfigError, match="more evaluation embeddings"):
         fad_infinity(background, evaluation[:9])
+
+
+def test_frechet_mel_distance_fits_one_gaussian_to_every_frame_of_every_spectrogram():
+    log_mel = torch.randn(3, 1, 8, 20, generator=torch.Generator().manual_seed(0))  # (B, 1, M, F)
+    frames = log_mel[:, 0].transpose(1, 2).reshape(-1, 8).double().numpy()  # (B·F, M): one row per frame
+    mean, cov = frame_statistics(log_mel)
+    np.testing.assert_allclose(mean, frames.mean(axis=0))
+    np.testing.assert_allclose(cov, np.cov(frames, rowvar=False))
+    assert frechet_mel_distance(log_mel, log_mel) == pytest.approx(0.0, abs=1e-9)
+    shifted = frechet_mel_distance(log_mel + 1.0, log_mel)  # every band 1 nat louder: ||Δμ||² = M
+    assert shifted == pytest.approx(8.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="two frames"):
+        frame_statistics(torch.zeros(1, 8, 1))

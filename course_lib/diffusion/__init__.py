@@ -10,8 +10,8 @@ Schedules and samplers are kept apart from the networks (as in diffusers): a sam
 - ``distillation``: progressive distillation (Salimans & Ho 2022).
 - ``consistency``: consistency distillation and 1-2 step sampling (Song et al. 2023).
 - ``pretrained``: the course's scaled log-mel patches and the shipped tiny models (``load_tiny_ddpm``).
-- ``quality``: the Fréchet mel distance between generated and held-out spectrograms (on
-  :func:`course_lib.metrics.frechet_distance`).
+- ``frechet_mel_distance``: the Fréchet mel distance between generated and held-out spectrograms,
+  re-exported from :mod:`course_lib.metrics.frechet` (its one definition, beside FAD).
 - ``train_spectrogram_ddpm``: the command that trains (and distils) the shipped models.
 
 Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 10_fast_sampling.ipynb.
@@ -36,7 +36,6 @@ from course_lib.diffusion.pretrained import (
     load_tiny_ddpm,
     load_tiny_distilled,
 )
-from course_lib.diffusion.quality import frame_statistics, frechet_mel_distance
 from course_lib.diffusion.samplers import (
     ClassifierFreeGuidance,
     ddim_sample,
@@ -52,6 +51,7 @@ from course_lib.diffusion.schedules import (
     scaled_linear_betas,
 )
 from course_lib.diffusion.unet import UNet, UNetConfig
+from course_lib.metrics.frechet import frame_statistics, frechet_mel_distance  # re-exported for notebooks 07 and 10
 
 __all__ = [
     "ClassifierFreeGuidance",

@@ -60,11 +60,11 @@ from course_lib.diffusion.pretrained import (
     held_out_patches,
     load_pretrained_diffusion,
 )
-from course_lib.diffusion.quality import frechet_mel_distance
 from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
 from course_lib.errors import ConfigError
+from course_lib.metrics.frechet import frechet_mel_distance
 from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
@@ -142,7 +142,7 @@ def train(
 
 
 def sample_quality(model: nn.Module, bundle: PretrainedDiffusion, sampler: Any, n: int, seed: int = 0) -> float:
-    """FMD (:mod:`course_lib.diffusion.quality`) of ``n`` samples from ``sampler(model, shape, generator)`` against held-out clips."""
+    """FMD (:mod:`course_lib.metrics.frechet`) of ``n`` samples from ``sampler(model, shape, generator)`` against held-out clips."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         x = sampler(model, (n, *bundle.shape), generator)

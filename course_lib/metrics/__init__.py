@@ -3,7 +3,7 @@
 - ``reconstruction``: waveform SNR, SI-SDR, spectral convergence, the log-mel and multi-scale mel
   distances, the real-time factor (codecs and VQ-VAEs, notebooks 01-04).
 - ``frechet``: the Fréchet distance between Gaussians, Fréchet Audio Distance and its sample-size
-  correction FAD∞ (notebooks 06, 08).
+  correction FAD∞ (notebooks 06, 08), the Fréchet mel distance of spectrograms (notebooks 07, 10).
 - ``classifier_scores``: the Inception Score and caption adherence, read off the attribute classifier
   (notebooks 06, 08). The classifier itself is a trained model: :mod:`course_lib.attributes`.
 - ``control_adherence``: Music ControlNet's melody accuracy, dynamics correlation and beat F1
@@ -21,8 +21,10 @@ from course_lib.metrics.control_adherence import (
 from course_lib.metrics.frechet import (
     FADInfinity,
     fad_infinity,
+    frame_statistics,
     frechet_audio_distance,
     frechet_distance,
+    frechet_mel_distance,
     gaussian_statistics,
     sqrt_psd,
 )
@@ -40,8 +42,10 @@ __all__ = [
     "inception_score",
     "FADInfinity",
     "fad_infinity",
+    "frame_statistics",
     "frechet_audio_distance",
     "frechet_distance",
+    "frechet_mel_distance",
     "gaussian_statistics",
     "sqrt_psd",
     "log_mel_distance_db",

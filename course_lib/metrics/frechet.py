@@ -1,4 +1,4 @@
-"""The Fréchet distance between Gaussians, the Fréchet Audio Distance (FAD) and its sample-size correction FAD∞.
+"""The Fréchet distance between Gaussians, the Fréchet Audio Distance (FAD), its sample-size correction FAD∞, the Fréchet mel distance.
 
 FAD (Kilgour et al. 2019, "Fréchet Audio Distance: A Metric for Evaluating Music Enhancement
 Algorithms") embeds every clip of a **background** set (real music) and of an **evaluation** set (the
@@ -27,8 +27,22 @@ off its intercept (Chong & Forsyth 2020, "Effectively Unbiased FID and Inception
 find them"; fadtk's FAD∞, Gui et al. 2024, "Adapting Frechet Audio Distance for Generative Music
 Evaluation").
 
+**The Fréchet mel distance (FMD)** judges the diffusion models of notebooks 07 and 10, whose generated
+objects are log-mel patches, with the simplest embedding possible: **each frame's 64 log-mel values** (natural log of the mel magnitude, in nats, the units of
+:func:`course_lib.audio.log_mel_spectrogram`). A frame of a patch is one 64-dimensional point; all the
+frames of all the patches of a set are fitted with one Gaussian. The mean μ says how loud each mel band
+is on average, the covariance Σ how bands vary and move together (harmonics of one note rise and fall
+together, a drum hit lights up all bands at once). The FMD is 0 for identical statistics, in nats².
+
+What it does not see: anything about the order of frames (rhythm, note lengths) beyond what one
+frame holds. And like every Fréchet distance it is **biased upwards for small sets**: two sets drawn
+from the same distribution have FMD > 0, and the smaller the sets the larger it is (the covariance
+estimate is noisy). Compare scores only at the same number of patches, and compare with the floor:
+the FMD between two disjoint sets of real data of that size (:func:`frechet_mel_distance` of two
+held-out sets).
+
 Notebooks: notebooks/06_text_to_music.ipynb, notebooks/08_latent_diffusion.ipynb (FAD of generations),
-notebooks/10_fast_sampling.ipynb (the Fréchet mel distance built on :func:`frechet_distance`).
+notebooks/10_fast_sampling.ipynb and 07_ddpm.ipynb (the Fréchet mel distance; benchmarks/bench_diffusion_quality.py).
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from course_lib.errors import ConfigError
 
@@ -113,6 +128,27 @@ def frechet_audio_distance(background: ArrayLike, evaluation: ArrayLike) -> floa
             "embed both sets with the same model."
         )
     return frechet_distance(mean_b, cov_b, mean_e, cov_e)
+
+
+def frame_statistics(log_mel: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``(M,)`` and covariance ``(M, M)`` (float64) of the frames of log-mel spectrograms ``(..., M, frames)``.
+
+    A ``(B, 1, M, F)`` batch is fine too: every frame of every spectrogram is one sample.
+    """
+    frames = torch.as_tensor(log_mel).detach().to("cpu", torch.float64)
+    frames = frames.reshape(-1, *frames.shape[-2:]).transpose(1, 2).reshape(-1, frames.shape[-2])  # (B·F, M)
+    if frames.shape[0] < 2:
+        raise ConfigError("frame_statistics needs at least two frames.")
+    values = frames.numpy()
+    return values.mean(axis=0), np.cov(values, rowvar=False)
+
+
+def frechet_mel_distance(generated_log_mel: Tensor, reference_log_mel: Tensor) -> float:
+    """FMD between two sets of log-mel spectrograms ``(..., M, frames)`` in nats (see the module docstring).
+
+    Notebook: notebooks/10_fast_sampling.ipynb, 07_ddpm.ipynb.
+    """
+    return frechet_distance(*frame_statistics(generated_log_mel), *frame_statistics(reference_log_mel))
 
 
 class FADInfinity(NamedTuple):
