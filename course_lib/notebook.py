@@ -29,6 +29,8 @@ def setup(seed: int = 0) -> NotebookContext:
     """Print the summary line, seed Python/NumPy/torch, apply the course's plot style.
 
     Returns the scale, the device and a seeded generator for the cells that follow.
+
+    Notebooks: every notebook, notebooks/00_audio_and_data.ipynb to 10_fast_sampling.ipynb
     """
     print(summary_line())
     generator = seed_everything(seed)

@@ -42,7 +42,10 @@ def use_course_style() -> None:
 def plot_waveform(
     audio: torch.Tensor | np.ndarray, sample_rate: int, ax: Axes | None = None, title: str | None = None, **style
 ) -> Axes:
-    """Amplitude against time in seconds for a mono ``(T,)`` signal."""
+    """Amplitude against time in seconds for a mono ``(T,)`` signal.
+
+    Notebook: notebooks/00_audio_and_data.ipynb
+    """
     ax = _axes(ax)
     samples = _numpy(audio).reshape(-1)
     ax.plot(np.arange(samples.size) / sample_rate, samples, linewidth=0.6, **style)
@@ -71,6 +74,8 @@ def plot_spectrogram(
         frequency_scale: ``"linear"`` for STFT bins spread evenly to ``f_max`` (default Nyquist), or
             ``"mel"`` for mel bands, labelled with the centre frequency (Hz) of some bands.
         to_db: convert a magnitude to 20·log10 first (leave False for spectrograms already in log).
+
+    Notebooks: every notebook but 09_controlnet, notebooks/00_audio_and_data.ipynb to 10_fast_sampling.ipynb
     """
     ax = _axes(ax)
     image = _numpy(spectrogram)
@@ -126,6 +131,8 @@ def plot_codebook(
 
     The cells are drawn by colouring a grid with the index of the nearest code vector, which is
     exactly what the encoder of a vector quantizer computes.
+
+    Notebook: notebooks/01_kmeans_vq.ipynb
     """
     ax = _axes(ax, figsize=(4.5, 4.5))
     pts, codes = _numpy(points), _numpy(codebook)
@@ -167,6 +174,8 @@ def plot_history(
     """Training curves against the step: from a list of logged dicts or a ``{key: values}`` mapping.
 
     Every numeric key except ``step`` is drawn unless ``keys`` names the ones to show.
+
+    Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 09_controlnet.ipynb
     """
     ax = _axes(ax)
     if isinstance(history, Mapping):

@@ -45,6 +45,8 @@ def audio_table(
         sample_rate: the clips' rate in Hz.
         columns: players per row.
         title: an optional caption above the table.
+
+    Notebooks: every notebook, notebooks/00_audio_and_data.ipynb to 10_fast_sampling.ipynb
     """
     items = list(clips.items()) if isinstance(clips, Mapping) else list(clips)
     cells = [

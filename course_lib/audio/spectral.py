@@ -20,7 +20,10 @@ from course_lib.audio.io import check_audio
 
 @dataclasses.dataclass(frozen=True)
 class MelConfig:
-    """The parameters that define a mel spectrogram; one place, so analysis and inversion agree."""
+    """The parameters that define a mel spectrogram; one place, so analysis and inversion agree.
+
+    Notebooks: notebooks/00_audio_and_data.ipynb, 01_kmeans_vq.ipynb, 02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb
+    """
 
     sample_rate: int = 16_000
     n_fft: int = 1024
@@ -52,12 +55,18 @@ def stft(audio: torch.Tensor, n_fft: int = 1024, hop_length: int = 256, win_leng
 def magnitude_spectrogram(
     audio: torch.Tensor, n_fft: int = 1024, hop_length: int = 256, power: float = 1.0
 ) -> torch.Tensor:
-    """|STFT| ** power: ``(..., T)`` → ``(..., n_fft // 2 + 1, frames)``."""
+    """|STFT| ** power: ``(..., T)`` → ``(..., n_fft // 2 + 1, frames)``.
+
+    Notebooks: notebooks/00_audio_and_data.ipynb, 04_neural_codec.ipynb
+    """
     return stft(audio, n_fft, hop_length).abs().pow(power)
 
 
 def mel_filterbank(config: MelConfig, device: torch.device | str = "cpu", dtype=torch.float32) -> torch.Tensor:
-    """The ``(n_fft // 2 + 1, n_mels)`` matrix of triangular mel filters (Slaney-normalised)."""
+    """The ``(n_fft // 2 + 1, n_mels)`` matrix of triangular mel filters (Slaney-normalised).
+
+    Notebook: notebooks/00_audio_and_data.ipynb
+    """
     return _filterbank(config, str(device), dtype)
 
 
@@ -75,14 +84,21 @@ def _filterbank(config: MelConfig, device: str, dtype: torch.dtype) -> torch.Ten
 
 
 def mel_spectrogram(audio: torch.Tensor, config: MelConfig = MelConfig()) -> torch.Tensor:
-    """Magnitude mel spectrogram: ``(..., T)`` → ``(..., n_mels, frames)``."""
+    """Magnitude mel spectrogram: ``(..., T)`` → ``(..., n_mels, frames)``.
+
+    Notebook: notebooks/00_audio_and_data.ipynb
+    """
     magnitude = magnitude_spectrogram(audio, config.n_fft, config.hop_length)  # (..., F, N)
     fb = mel_filterbank(config, audio.device, magnitude.dtype)  # (F, M)
     return torch.einsum("...fn,fm->...mn", magnitude, fb)  # (..., M, N)
 
 
 def log_mel_spectrogram(audio: torch.Tensor, config: MelConfig = MelConfig()) -> torch.Tensor:
-    """``log(max(mel, floor))``: the representation the diffusion chapters model as an image."""
+    """``log(max(mel, floor))``: the representation the diffusion chapters model as an image.
+
+    Notebooks: notebooks/00_audio_and_data.ipynb, 01_kmeans_vq.ipynb, 02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb,
+    05_audio_language_model.ipynb, 06_text_to_music.ipynb, 08_latent_diffusion.ipynb
+    """
     return mel_spectrogram(audio, config).clamp_min(config.log_floor).log()
 
 
@@ -130,13 +146,19 @@ def griffin_lim(
 def log_mel_to_audio(
     log_mel: torch.Tensor, config: MelConfig = MelConfig(), n_iter: int = 64, length: int | None = None
 ) -> torch.Tensor:
-    """Invert a log-mel spectrogram to audio: exp → pseudo-inverse filterbank → Griffin-Lim."""
+    """Invert a log-mel spectrogram to audio: exp → pseudo-inverse filterbank → Griffin-Lim.
+
+    Notebooks: notebooks/00_audio_and_data.ipynb, 01_kmeans_vq.ipynb, 07_ddpm.ipynb
+    """
     magnitude = mel_to_magnitude(log_mel.exp(), config)
     return griffin_lim(magnitude, config.n_fft, config.hop_length, n_iter, length)
 
 
 def spectral_convergence(reference: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
-    """‖|S| − |Ŝ|‖_F / ‖|S|‖_F over the last two axes (Arik et al. 2018); 0 is a perfect match."""
+    """‖|S| − |Ŝ|‖_F / ‖|S|‖_F over the last two axes (Arik et al. 2018); 0 is a perfect match.
+
+    Notebook: notebooks/00_audio_and_data.ipynb
+    """
     diff = torch.linalg.matrix_norm(reference - estimate)
     return diff / torch.linalg.matrix_norm(reference).clamp_min(1e-8)
 

@@ -29,6 +29,8 @@ def codec_explorer(codec: nn.Module, audio: torch.Tensor, start: int | None = No
     Args:
         codec: a :class:`course_lib.codec.Codec` (``encode``, ``decode``, ``bitrate``, ``n_q``).
         start: the number of levels shown first (default all).
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     clip = audio.detach().float().reshape(-1).cpu()  # (T,)
     parameter = next(codec.parameters())

@@ -49,6 +49,8 @@ def control_explorer(
         captions: the captions to choose from.
         tempi: each clip's BPM for the beat grid (estimated from the audio when None).
         steps, guidance, seed: DDIM steps, classifier-free guidance scale and noise seed of every generation.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     sample_rate = pipeline.mel_config.sample_rate
     seconds = audio.shape[-1] / sample_rate

@@ -39,6 +39,8 @@ def diffusion_scrubber(
         mel_config: the mel settings of the spectrograms (default ``MelConfig()``, the course's).
         start: the step shown first (default the last: x_0 for a reverse trajectory).
         audio_iterations: Griffin-Lim iterations for each step's audio.
+
+    Notebook: notebooks/07_ddpm.ipynb
     """
     if log_mels.ndim != 3 or len(timesteps) != log_mels.shape[0]:
         raise ConfigError(

@@ -30,6 +30,8 @@ def kmeans_playground(
     """A codebook-size slider over ``points`` (default 2,000 samples of a correlated 2-D Gaussian).
 
     Returns a :class:`Panel`: display it (the last expression of a cell) or call ``.show()``.
+
+    Notebook: notebooks/01_kmeans_vq.ipynb
     """
     if points is None:
         generator = torch.Generator().manual_seed(seed)
