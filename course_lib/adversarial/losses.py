@@ -65,6 +65,8 @@ def hinge_discriminator_loss(
 
     ``mean over batch and positions of max(0, 1 - D_k(x)) + max(0, 1 + D_k(G(x)))``, then 1/K Σ_k.
     Pass ``fake_logits`` computed on ``G(x).detach()`` so that this loss trains only the discriminator.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     _check_pairs(real_logits, fake_logits, "hinge_discriminator_loss")
     terms = [
@@ -75,7 +77,10 @@ def hinge_discriminator_loss(
 
 
 def hinge_generator_loss(fake_logits: Sequence[Tensor], reduction: str = "mean") -> Tensor:
-    """L_G^adv: ``1/K Σ_k mean_t max(0, 1 - D_k(G(x)))`` (SoundStream's adversarial loss for the generator)."""
+    """L_G^adv: ``1/K Σ_k mean_t max(0, 1 - D_k(G(x)))`` (SoundStream's adversarial loss for the generator).
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     return _reduce([torch.relu(1 - fake).mean() for fake in fake_logits], reduction)
 
 
@@ -88,6 +93,8 @@ def feature_matching_loss(
     and positions; then 1/(KL) Σ_{k,l} (``reduction="mean"``, SoundStream) or Σ_{k,l} (``"sum"``,
     HiFi-GAN's eq. 3 summed over its sub-discriminators). The real features are treated as targets
     (detached): this loss trains the generator only.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     _check_pairs(real_features, fake_features, "feature_matching_loss")
     terms = []

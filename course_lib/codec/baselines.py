@@ -65,6 +65,8 @@ def mdct(audio: Tensor, hop: int = 320) -> Tensor:
 
     The signal is padded with N zeros in front (so the first samples are covered by two frames) and
     with zeros at the end to a whole frame.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     window, basis = _mdct_basis(hop)
     x = audio.to(torch.float64)
@@ -76,7 +78,10 @@ def mdct(audio: Tensor, hop: int = 320) -> Tensor:
 
 
 def imdct(coefficients: Tensor, length: int, hop: int = 320) -> Tensor:
-    """Inverse of :func:`mdct` (windowed inverse transforms, overlap-added): ``(B, frames, N)`` -> ``(B, length)``."""
+    """Inverse of :func:`mdct` (windowed inverse transforms, overlap-added): ``(B, frames, N)`` -> ``(B, length)``.
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     window, basis = _mdct_basis(hop)
     pieces = (coefficients.to(torch.float64) @ basis.T) * window * (2.0 / hop)  # (B, frames, 2N)
     batch, frames, _ = pieces.shape
@@ -175,6 +180,8 @@ def best_mdct_baseline(
 
     Tuning on the very clips it is scored on favours the baseline: the comparison stays conservative.
     Returns the codec and its reconstruction.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     best = None
     for bits in bits_options:
@@ -193,7 +200,10 @@ def best_mdct_baseline(
 
 # ------------------------------------------------------------------------------------------- Opus
 def opus_available() -> bool:
-    """Whether the ``opusenc`` and ``opusdec`` tools (opus-tools) are on the PATH."""
+    """Whether the ``opusenc`` and ``opusdec`` tools (opus-tools) are on the PATH.
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     return shutil.which("opusenc") is not None and shutil.which("opusdec") is not None
 
 
@@ -203,6 +213,8 @@ def opus_roundtrip(audio: Tensor, sample_rate: int, kbps: float) -> Tensor:
     Raises:
         ConfigError: when opus-tools is not installed, or for a bitrate Opus does not offer (6-256 kbps).
         AudioInputError: when opusenc/opusdec fail on the input.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     if not opus_available():
         raise ConfigError(

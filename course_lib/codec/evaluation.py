@@ -16,7 +16,10 @@ EVAL_N_Q = (1, 2, 3, 4, 6, 8, 12)  # 0.5 ... 6 kbps
 
 @torch.no_grad()
 def evaluate(codec: Codec, audio: Tensor, n_qs: tuple[int, ...] = EVAL_N_Q) -> dict[int, dict[str, float]]:
-    """Held-out figures per number of levels: ``{n_q: {"kbps", "mel_distance", "si_sdr_db"}}`` (means over clips)."""
+    """Held-out figures per number of levels: ``{n_q: {"kbps", "mel_distance", "si_sdr_db"}}`` (means over clips).
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     codec.eval()
     device = next(codec.parameters()).device
     audio = audio.to(device)

@@ -39,6 +39,8 @@ def soundstream_mel_spectrogram(audio: Tensor, window: int, sample_rate: int = 1
     STFT, ``n_mels`` Slaney mel bands from 0 Hz to Nyquist. At the shortest windows the STFT has fewer
     bins than there are mel bands, so a few narrow low bands hold no bin at all: they are zero for
     every signal and add nothing to the loss.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     wav = audio.reshape(-1, audio.shape[-1]).float()  # (B, T); float32 also under AMP (no 16-bit FFTs)
     spec = torch.stft(
@@ -66,6 +68,8 @@ def multi_scale_spectral_loss(
     Args:
         reference, estimate: x and G(x), ``(B, T)`` or ``(B, 1, T)``.
         windows: the window sizes s (default 2^6 ... 2^11, SoundStream's; the slide prints 2^0 ... 2^11).
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     if reference.shape != estimate.shape:
         raise ConfigError(
@@ -93,7 +97,10 @@ def generator_loss(
     lambda_feat: float = SOUNDSTREAM_WEIGHTS["feat"],
     lambda_rec: float = SOUNDSTREAM_WEIGHTS["rec"],
 ) -> Tensor:
-    """L_G = λ_adv L_G^adv + λ_feat L_G^feat + λ_rec L_G^rec (defaults: SoundStream's weights 1, 100, 1)."""
+    """L_G = λ_adv L_G^adv + λ_feat L_G^feat + λ_rec L_G^rec (defaults: SoundStream's weights 1, 100, 1).
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     return lambda_adv * adversarial + lambda_feat * feature + lambda_rec * reconstruction
 
 

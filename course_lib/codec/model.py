@@ -48,6 +48,8 @@ class CodecConfig(ScaledConfig):
 
     ``offered_n_q`` lists the numbers of levels the command line offers as bitrates (3, 6, 12 levels:
     1.5, 3 and 6 kbps at the defaults); the model itself decodes any n_q from 1 to ``n_q``.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
 
     sample_rate: int = 16_000

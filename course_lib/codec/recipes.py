@@ -94,7 +94,10 @@ FULL = {
 
 
 def recipe(scale: str | None = None, **changes: Any) -> CodecRecipe:
-    """The codec recipe at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden (None: keep)."""
+    """The codec recipe at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden (None: keep).
+
+    Notebook: notebooks/04_neural_codec.ipynb
+    """
     base = FULL if get_scale(scale) == "full" else {}
     return CodecRecipe(**{**base, **{k: v for k, v in changes.items() if v is not None}})
 
@@ -170,6 +173,8 @@ def train_codec(
 
     ``train_options`` are :class:`course_lib.train.TrainConfig` fields (``progress=False``; the
     checkpoint and resume options of :meth:`course_lib.train.command.Run.train_options`).
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
 

@@ -39,6 +39,8 @@ def token_rate(sample_rate: float, hops: Sequence[int]) -> float:
     """Tokens per second of a hierarchy: Σ_levels sample_rate / hop.
 
     ``token_rate(44_100, (8, 32, 128))`` = 5,512.5 + 1,378.125 + 344.53 ≈ 7,235.2 (Jukebox).
+
+    Notebook: notebooks/03_hierarchical_vqvae.ipynb
     """
     if sample_rate <= 0 or not hops or min(hops) < 1:
         raise ConfigError(f"token_rate needs sample_rate > 0 and hops >= 1, got {sample_rate} and {hops}.")
@@ -51,6 +53,8 @@ class HierarchicalVQVAEConfig(ScaledConfig):
 
     ``level_strides`` lists each level's down-sampling factors, bottom level first; the hops are
     their products (8, 32, 128 as in Jukebox). The other fields are shared by all levels.
+
+    Notebook: notebooks/03_hierarchical_vqvae.ipynb
     """
 
     level_strides: tuple[tuple[int, ...], ...] = ((4, 2), (4, 4, 2), (4, 4, 4, 2))

@@ -38,6 +38,8 @@ class VQVAEConfig(ScaledConfig):
     """Sizes of a ``VQVAE``; the field defaults are the tiny preset, ``full_overrides`` the full one.
 
     The quantizer fields map one-to-one onto ``VectorQuantizer``'s options.
+
+    Notebook: notebooks/02_vq_vae.ipynb
     """
 
     channels: int = 32  # width of every convolution
