@@ -61,6 +61,8 @@ def retrieval_accuracy(
 
     Returns:
         The fraction of queries whose match is in the top k, in [0, 1].
+
+    Notebook: notebooks/06_text_to_music.ipynb
     """
     _check_pairs(audio, captions)
     if direction not in ("text_to_audio", "audio_to_text"):
@@ -94,6 +96,8 @@ def attribute_retrieval_accuracy(
     Returns:
         ``{attribute: accuracy}`` over the captions that name it, and ``"all"``: the fraction of captions
         whose retrieved clip matches every listed attribute they name.
+
+    Notebook: notebooks/06_text_to_music.ipynb
     """
     _check_pairs(audio, captions, same_length=False)
     best = similarity_matrix(model, audio, captions).argmax(dim=1)  # (N_c,) the retrieved clip of each caption
@@ -143,6 +147,8 @@ def embedding_gap(model: JointEmbedding, audio: Tensor, captions: Sequence[str])
 
     Returns:
         ``{"matching": ..., "non_matching": ..., "difference": matching − non_matching}``, cosines in [-1, 1].
+
+    Notebooks: notebooks/06_text_to_music.ipynb, 08_latent_diffusion.ipynb
     """
     _check_pairs(audio, captions)
     scores = similarity_matrix(model, audio, captions)  # (N, N)

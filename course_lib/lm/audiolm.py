@@ -148,7 +148,10 @@ class AudioLMSample:
 
 @dataclasses.dataclass
 class SamplingOptions:
-    """Sampling settings of one stage: temperature, top-k, top-p (AudioLM samples each stage with its own)."""
+    """Sampling settings of one stage: temperature, top-k, top-p (AudioLM samples each stage with its own).
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
 
     temperature: float = 1.0
     top_k: int | None = None

@@ -74,7 +74,10 @@ FULL: dict[str, dict[str, Any]] = {
 
 
 def recipe(stage: str, scale: str | None = None, **changes: Any) -> LMRecipe:
-    """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden."""
+    """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden.
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     if stage not in STAGES:
         raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
     presets = FULL if get_scale(scale) == "full" else TINY
@@ -83,7 +86,10 @@ def recipe(stage: str, scale: str | None = None, **changes: Any) -> LMRecipe:
 
 # ------------------------------------------------------------------------------------------ sequences
 def sequence_layout(plan: LMRecipe, codebook_size: int = 1024) -> Any:
-    """The :mod:`course_lib.lm.sequences` layout of a stage."""
+    """The :mod:`course_lib.lm.sequences` layout of a stage.
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     if plan.stage == "delay":
         return DelaySequence(plan.n_q, codebook_size)
     if plan.stage == "semantic":
@@ -107,6 +113,8 @@ def lm_config(
 
     ``n_frames`` and ``n_semantic_tokens`` are the codec frames and semantic tokens of one training clip
     (100 and 50 for 2 seconds); ``max_seq_len`` is the next power of two above the longest sequence.
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
     streams = layout.n_q if isinstance(layout, DelaySequence) else 1
     lengths = {

@@ -39,6 +39,8 @@ def inception_score(probabilities: Tensor | dict[str, Tensor], splits: int = 1) 
     Salimans et al. 2016 average the score over ``splits`` equal parts of the set (10 for 50,000
     images); with a few hundred clips one split is the honest choice. Between 1 (every clip gets the
     same distribution) and K (each clip certain, all classes equally often).
+
+    Notebook: notebooks/06_text_to_music.ipynb
     """
     if isinstance(probabilities, dict):
         return {name: inception_score(p, splits) for name, p in probabilities.items()}  # type: ignore[misc]
@@ -79,6 +81,8 @@ def caption_adherence(
     Returns:
         ``{attribute: accuracy}`` over the captions that ask for it; ``"mean"``: the accuracy over all
         (clip, requested attribute) pairs; ``"all"``: the fraction of clips with every requested one right.
+
+    Notebooks: notebooks/06_text_to_music.ipynb, 08_latent_diffusion.ipynb
     """
     if isinstance(captions, str) or len(captions) != audio.shape[0]:
         raise ConfigError(

@@ -62,6 +62,8 @@ def melody_accuracy(reference: Tensor, generated: Tensor, mask: Tensor | None = 
 
     Returns:
         ``(...,)`` accuracy in [0, 1] per clip (NaN for a clip with no frame to score).
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     if reference.shape[-2:-1] != (12,) or generated.shape[-2:-1] != (12,):
         raise ConfigError(
@@ -175,6 +177,8 @@ def control_adherence(
 
     Returns:
         ``melody_accuracy``, ``dynamics_correlation`` (means over the clips, NaN clips left out) and ``beat_f1``.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     results: dict[str, float] = {}
     if "melody" in controls:

@@ -55,7 +55,10 @@ def _check_pair(reference: Tensor, estimate: Tensor, what: str) -> None:
 
 
 def snr_db(reference: Tensor, estimate: Tensor) -> float:
-    """Signal-to-noise ratio of a reconstruction over a whole batch, in dB: 10 log10(Σ x² / Σ (x - x̂)²)."""
+    """Signal-to-noise ratio of a reconstruction over a whole batch, in dB: 10 log10(Σ x² / Σ (x - x̂)²).
+
+    Notebooks: notebooks/01_kmeans_vq.ipynb, 02_vq_vae.ipynb
+    """
     return 10 * math.log10(reference.pow(2).sum().item() / (reference - estimate).pow(2).sum().clamp_min(1e-12).item())
 
 
@@ -65,6 +68,8 @@ def si_sdr_db(reference: Tensor, estimate: Tensor, eps: float = 1e-8) -> Tensor:
     Both signals are made zero-mean; the reference is scaled by α = <x̂, x> / ||x||² (the projection of
     the estimate on it), and SI-SDR = 10 log10(||α x||² / ||α x - x̂||²). 0 dB: the error is as loud as
     the signal; each 10 dB more is ten times less error power.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     _check_pair(reference, estimate, "si_sdr_db")
     x = reference - reference.mean(dim=-1, keepdim=True)  # (..., T)
@@ -80,6 +85,8 @@ def spectral_convergence_db(reference: Tensor, estimate: Tensor, n_fft: int = 10
     ``(B, T)`` and ``(B, T)`` -> ``(B,)`` in dB; lower is better (-20 dB: the error's spectrum has a
     tenth of the reference's norm). Jukebox (table 4) reports about -23.0 / -12.4 / -8.3 dB from its
     bottom to its top level.
+
+    Notebook: notebooks/02_vq_vae.ipynb
     """
     sc = spectral_convergence(
         magnitude_spectrogram(reference, n_fft, hop_length), magnitude_spectrogram(estimate, n_fft, hop_length)
@@ -88,7 +95,10 @@ def spectral_convergence_db(reference: Tensor, estimate: Tensor, n_fft: int = 10
 
 
 def log_mel_distance_db(reference: Tensor, estimate: Tensor, config: MelConfig | None = None) -> float:
-    """Mean absolute difference of natural-log mel spectrograms, in dB (notebook 01's log-mel error)."""
+    """Mean absolute difference of natural-log mel spectrograms, in dB (notebook 01's log-mel error).
+
+    Notebook: notebooks/02_vq_vae.ipynb
+    """
     config = config or MelConfig()
     nats_to_db = 20 / math.log(10)
     return (
@@ -102,6 +112,8 @@ def multi_scale_mel_distance(reference: Tensor, estimate: Tensor, sample_rate: i
     Lower is better; 0 for identical audio. Each of the 7 scales contributes the mean absolute
     difference of log10 mel magnitudes, so a distance of 0.7 is an average error of 0.1 in log10
     magnitude (20 · 0.1 = 2 dB) at each scale.
+
+    Notebook: notebooks/04_neural_codec.ipynb
     """
     _check_pair(reference, estimate, "multi_scale_mel_distance")
     batch_shape = reference.shape[:-1]
