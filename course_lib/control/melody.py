@@ -90,6 +90,8 @@ def melody_chroma(
 
     Returns:
         ``(..., 12, F)`` float one-hot; ``.argmax(-2)`` gives the pitch class per frame.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     chroma = chromagram(audio, sample_rate, hop_length, n_fft, cutoff_hz)  # (..., 12, F)
     one_hot = F.one_hot(chroma.argmax(-2), 12).movedim(-1, -2).to(chroma.dtype)  # (..., 12, F)

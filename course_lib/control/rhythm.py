@@ -100,6 +100,8 @@ def detect_onsets(
 
     Returns:
         A 1-D tensor of times for ``(T,)`` audio; a list of them (one per row) for ``(N, T)`` audio.
+
+    Notebook: notebooks/00_audio_and_data.ipynb
     """
     frame_rate = sample_rate / hop_length
     mask = peak_pick(onset_strength(audio, sample_rate, hop_length), frame_rate, **peak_options)  # (..., F)

@@ -42,6 +42,8 @@ def random_crops(
 
     Returns:
         ``(batch_size, ..., length)``; draws the items, then the starts, from ``generator``.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb, 08_latent_diffusion.ipynb
     """
     n, total = x.shape[0], x.shape[-1]
     if length > total:
@@ -59,7 +61,10 @@ def random_crops(
 
 
 class StepBatches:
-    """A ``step -> batch`` data function: ``draw(step_generator(seed, step))``, so a batch depends on the step alone."""
+    """A ``step -> batch`` data function: ``draw(step_generator(seed, step))``, so a batch depends on the step alone.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb
+    """
 
     def __init__(self, draw: Callable[[torch.Generator], Any], seed: int = 0) -> None:
         self.draw, self.seed = draw, seed
@@ -74,6 +79,8 @@ class GeneratorBatches:
     ``draw(generator)`` makes a batch; the trainer saves and restores ``generator``'s state with its
     checkpoints (as it does a shuffling DataLoader's), so a resumed run draws the same batches as a
     run that never stopped.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
 
     def __init__(self, draw: Callable[[torch.Generator], Any], generator: torch.Generator) -> None:

@@ -371,6 +371,8 @@ def load_dataset(
     Raises:
         ConfigError: for an unknown name, split, subset or option.
         DatasetNotFoundError: when the dataset is not on disk (the message gives the fetch command).
+
+    Notebook: notebooks/00_audio_and_data.ipynb
     """
     key = name.strip().lower()
     if key == "synth":

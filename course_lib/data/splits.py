@@ -79,6 +79,8 @@ def is_held_out(item: Clip | Mapping[str, int] | str) -> bool:
     A caption counts as held out when it names all three attributes (instrument, tempo class, drums;
     read with :func:`course_lib.data.captions.caption_attributes`) and they form a held-out triple;
     a caption that leaves one out ("a slow FM-bell melody") describes seen music too, so it is not.
+
+    Notebook: notebooks/06_text_to_music.ipynb
     """
     if isinstance(item, str):
         labels = caption_attributes(item)
@@ -124,6 +126,8 @@ def training_clips(
 
     ``training_clips(100)`` is the first 100 clips of ``training_clips(1000)``: a larger set only adds
     clips. About 10 ms per 2-second clip on one CPU thread.
+
+    Notebooks: notebooks/06_text_to_music.ipynb, 08_latent_diffusion.ipynb, 09_controlnet.ipynb
     """
     return _render(training_indices(n, seed), seed, seconds, sample_rate, held_out=False)
 
@@ -131,14 +135,20 @@ def training_clips(
 def validation_clips(
     n: int, seed: int = HELD_OUT_SEED, seconds: float = CLIP_SECONDS, sample_rate: int = SAMPLE_RATE
 ) -> ClipBatch:
-    """``n`` new clips of the *training* combinations (another seed): seen descriptions, unseen clips."""
+    """``n`` new clips of the *training* combinations (another seed): seen descriptions, unseen clips.
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 08_latent_diffusion.ipynb, 09_controlnet.ipynb
+    """
     return _render(training_indices(n, seed), seed, seconds, sample_rate, held_out=False)
 
 
 def held_out_clips(
     n: int, seed: int = HELD_OUT_SEED, seconds: float = CLIP_SECONDS, sample_rate: int = SAMPLE_RATE
 ) -> ClipBatch:
-    """``n`` clips of the held-out combinations only (``batch.captions`` are their captions)."""
+    """``n`` clips of the held-out combinations only (``batch.captions`` are their captions).
+
+    Notebooks: notebooks/06_text_to_music.ipynb, 08_latent_diffusion.ipynb
+    """
     return _render(training_indices(n, seed, held_out=True), seed, seconds, sample_rate, held_out=True)
 
 

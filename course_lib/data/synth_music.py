@@ -176,6 +176,8 @@ class SynthMusic(Dataset[Clip]):
         ds = SynthMusic(n_clips=100, seconds=2.0)
         clip = ds[0]; clip.audio, clip.caption, clip.controls["melody"]
         loader = DataLoader(ds, batch_size=8, collate_fn=SynthMusic.collate)
+
+    Notebooks: notebooks/00_audio_and_data.ipynb, 01_kmeans_vq.ipynb
     """
 
     INSTRUMENTS: ClassVar[tuple[str, ...]] = INSTRUMENTS

@@ -51,7 +51,10 @@ SIGMA_DATA = 0.5
 
 
 def consistency_coefficients(sigma: Tensor, sigma_min: float, sigma_data: float = SIGMA_DATA) -> tuple[Tensor, Tensor]:
-    """``(c_skip(σ), c_out(σ))`` of the consistency parameterisation (Song et al. 2023, Appendix C)."""
+    """``(c_skip(σ), c_out(σ))`` of the consistency parameterisation (Song et al. 2023, Appendix C).
+
+    Notebook: notebooks/10_fast_sampling.ipynb
+    """
     c_skip = sigma_data**2 / ((sigma - sigma_min) ** 2 + sigma_data**2)
     c_out = sigma_data * (sigma - sigma_min) / (sigma**2 + sigma_data**2).sqrt()
     return c_skip, c_out
@@ -63,6 +66,8 @@ def consistency_timesteps(schedule: NoiseSchedule, num_points: int = 18, rho: fl
     Karras et al. 2022, eq. 5: ``σ_i = (σ_min^(1/ρ) + i / (N-1) · (σ_max^(1/ρ) - σ_min^(1/ρ)))^ρ``, each
     rounded to the timestep with the nearest σ_t (duplicates dropped, so a short schedule may give fewer
     points). The paper used N = 18 on CIFAR-10 and 40 on ImageNet 64×64.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
     if num_points < 2:
         raise ConfigError(f"num_points must be at least 2, got {num_points}.")
@@ -81,6 +86,8 @@ class ConsistencyModel(nn.Module):
         schedule: the noise schedule of the network.
         prediction_type: what ``network`` predicts.
         sigma_data: σ_d, the data's standard deviation assumed by the parameterisation.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
 
     def __init__(
@@ -132,6 +139,8 @@ class ConsistencyDistillationLoss:
 
     Returns (when called):
         ``{"loss": ‖f_θ(x_{t_{n+1}}) - f_θ⁻(x̂_{t_n})‖² averaged over elements}``.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
 
     def __init__(
@@ -210,6 +219,8 @@ def consistency_sample(
             (1 step: [T-1]; 2 steps: [T-1, T/2-1]).
         timesteps: the τ's to use instead, decreasing, starting at T - 1.
         The other arguments are as in :func:`course_lib.diffusion.samplers.ddpm_sample`.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
     device = sampling_device(model, noise, device)
     schedule = schedule.to(device)

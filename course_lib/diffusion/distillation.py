@@ -52,6 +52,8 @@ class ProgressiveDistillationLoss:
 
     Returns (when called):
         ``{"loss": mean squared error against the target of prediction_type}``.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
 
     def __init__(

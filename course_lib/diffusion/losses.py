@@ -60,6 +60,8 @@ class DiffusionLoss:
 
     Returns (when called):
         ``{"loss": mean squared error}``.
+
+    Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb
     """
 
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = "epsilon", cond_drop_prob: float = 0.0) -> None:

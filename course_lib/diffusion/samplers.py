@@ -56,6 +56,8 @@ def ddim_timesteps(
     - ``"linspace"``: ``round(linspace(0, T-1, n))`` reversed; 50 of 1,000 → 999, 979, …, 0.
 
     Rounding is NumPy's (half to even), as in diffusers.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
     if spacing not in SPACINGS:
         raise ConfigError(f"Unknown timestep spacing {spacing!r}: use one of {', '.join(SPACINGS)}.")
@@ -92,6 +94,8 @@ def ddpm_step(
         t: 0-based timestep (the paper's t + 1); at ``t = 0`` no noise is added.
         noise: ``z ~ N(0, I)`` shaped like ``x_t``; may be None when ``t = 0``.
         variance: ``"posterior"`` (σ_t² = β̃_t) or ``"beta"`` (σ_t² = β_t).
+
+    Notebook: notebooks/07_ddpm.ipynb
     """
     check_variance(variance)
     beta, alpha, alpha_bar = schedule.betas[t], schedule.alphas[t], schedule.alphas_cumprod[t]  # ()
@@ -123,6 +127,8 @@ def ddim_step(
         clip_x0: clamp x̂_0 to ``[-clip_x0, clip_x0]`` (diffusers clips to [-1, 1] by default; leave it
             None for latents or unnormalised spectrograms). ε̂ is then recomputed from the clipped x̂_0,
             so the update stays on the line through x_t and x̂_0 (diffusers' ``use_clipped_model_output``).
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
     alpha_bar, alpha_bar_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)  # (B, 1, …, 1) or ()
     x0 = schedule.predict_x0(x_t, t, prediction, prediction_type)  # (B, …)  DDIM eq. 9
@@ -247,6 +253,8 @@ def ddim_sample(
         spacing, steps_offset: which timesteps to visit (:func:`ddim_timesteps`).
         clip_x0: clamp the predicted x_0 to ``[-clip_x0, clip_x0]``; None (default) does not clip.
         The other arguments are as in :func:`ddpm_sample`; the trajectory is ``(num_steps + 1, *shape)``.
+
+    Notebooks: notebooks/08_latent_diffusion.ipynb, 10_fast_sampling.ipynb
     """
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta must be in [0, 1], got {eta}.")

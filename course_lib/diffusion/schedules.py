@@ -85,6 +85,8 @@ class NoiseSchedule:
         betas, alphas, alphas_cumprod (ᾱ_t), alphas_cumprod_prev (ᾱ_{t-1}, with ᾱ_{-1} = 1),
         posterior_variance (β̃_t), posterior_mean_coef_x0, posterior_mean_coef_xt (μ̃_t's two factors),
         sigmas (σ_t = √((1 - ᾱ_t) / ᾱ_t), the σ view).
+
+    Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 09_controlnet.ipynb
     """
 
     def __init__(self, betas: Tensor, device: str | torch.device = "cpu") -> None:

@@ -71,6 +71,8 @@ class UNetConfig(ScaledConfig):
         time_embedding: ``"adagn"`` (adaptive group norm, scale and shift) or ``"add"`` (spatial addition).
         cond_dim: size of the conditioning vector; None for an unconditional model.
         dropout: dropout inside the residual blocks.
+
+    Notebook: notebooks/07_ddpm.ipynb
     """
 
     in_channels: int = 1
@@ -225,6 +227,8 @@ class UNet(nn.Module):
         decoder: ``nn.ModuleList`` of :class:`EmbedSequential`, each consuming one skip.
         skip_channels: channels of each skip, in encoder order.
         size_multiple: ``n_mels`` and ``frames`` must be multiples of it.
+
+    Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb
     """
 
     def __init__(self, config: UNetConfig | None = None) -> None:

@@ -106,6 +106,8 @@ def control_signal(
 
     Returns:
         rows ``0-11`` melody, ``12`` dynamics ((dB + 25) / 10), ``13`` beats, ``14-16`` the three masks.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     unknown = [name for name in use if name not in CONTROLS]
     if unknown:
@@ -165,6 +167,8 @@ class ControlNet(nn.Module):
         base: the trained UNet to control; its time MLP, condition projection, encoder and middle
             block are deep-copied (so they start from the base's weights).
         config: the hint network's size.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
 
     def __init__(self, base: UNet, config: ControlNetConfig | None = None) -> None:
@@ -245,6 +249,8 @@ class ControlledUNet(nn.Module):
         base: the trained UNet; frozen here (``requires_grad_(False)``).
         controlnet: the ControlNet made from it.
         strength: a factor on the ControlNet's residuals (ControlNet's "control strength"; 1 as trained).
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
 
     def __init__(self, base: UNet, controlnet: ControlNet, strength: float = 1.0) -> None:
@@ -318,6 +324,8 @@ class ControlNetLoss:
     ``batch`` is a dict with ``x0`` (latents), ``cond`` (embeddings) and ``signal`` (:func:`control_signal`);
     the condition is dropped with ``cond_drop_prob`` (ControlNet drops 50% of prompts, so that the
     network learns to read the control itself). ``model`` is a :class:`ControlledUNet`.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
 
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = "epsilon", cond_drop_prob: float = 0.5) -> None:

@@ -27,6 +27,8 @@ def vae_baseline(x: Tensor, compression: int, latent_channels: int) -> Tensor:
     pooling blocks of ``a × b = ρ`` values keeps the same count: ``k × k`` when ρ is a square (tiny: r = 4,
     C = 4, 2 × 2), else the most nearly square pair, mel × time (full: C = 8, ρ = 2, 2 × 1). ρ ≤ 1: no
     reduction, returns ``x``.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
     reduction = max(1, round(compression**2 / latent_channels))
     if reduction == 1:
@@ -38,7 +40,10 @@ def vae_baseline(x: Tensor, compression: int, latent_channels: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate_vae(vae: MelVAE, log_mels: Tensor) -> dict[str, float]:
-    """Mean absolute log-mel error (nats) of the VAE (posterior mean) and of :func:`vae_baseline` on ``log_mels`` ``(N, M, F)``."""
+    """Mean absolute log-mel error (nats) of the VAE (posterior mean) and of :func:`vae_baseline` on ``log_mels`` ``(N, M, F)``.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
+    """
     vae = vae.eval()
     device = next(vae.parameters()).device
     x = pad_frames(vae.scaling.to_model(log_mels).unsqueeze(1), vae.frame_multiple).to(device)  # (N, 1, M, F')

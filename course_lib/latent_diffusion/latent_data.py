@@ -47,7 +47,10 @@ class LatentData:
 def encode_clips(
     clips: ClipBatch, vae: MelVAE, embedding: Any, frame_multiple: int, device: torch.device, controls: bool = False
 ) -> LatentData:
-    """VAE posteriors (frames padded with silence to ``frame_multiple``), E^x and optionally the clips' controls."""
+    """VAE posteriors (frames padded with silence to ``frame_multiple``), E^x and optionally the clips' controls.
+
+    Notebooks: notebooks/08_latent_diffusion.ipynb, 09_controlnet.ipynb
+    """
     log_mel = log_mel_spectrogram(clips.audio)  # (N, M, F)
     x = pad_frames(vae.scaling.to_model(log_mel).unsqueeze(1), frame_multiple)  # (N, 1, M, F')
     means, stds = [], []

@@ -60,6 +60,8 @@ def griffin_lim_vocoder(
 
     :func:`course_lib.audio.log_mel_to_audio`: exp, non-negative pseudo-inverse of the filterbank,
     ``n_iter`` Griffin-Lim iterations (momentum 0.99).
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
     config = config or MelConfig()
     length = length or (log_mel.shape[-1] - 1) * config.hop_length
@@ -131,6 +133,8 @@ class HiFiGAN(nn.Module):
 
     See the module docstring. :meth:`vocode` crops to a given length (``(F - 1) · hop`` samples for the
     centred frames of :func:`course_lib.audio.log_mel_spectrogram`).
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
 
     def __init__(self, config: HiFiGANConfig | None = None) -> None:

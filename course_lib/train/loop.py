@@ -67,6 +67,9 @@ class TrainConfig(ScaledConfig):
     ``fit`` continue from ``checkpoint_path`` when a checkpoint is there; ``run_identity`` (plain data:
     what defines the run, e.g. a command's arguments) is stored in every checkpoint, and resuming from
     a checkpoint with another identity is refused with what differs.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb, 07_ddpm.ipynb, 08_latent_diffusion.ipynb,
+    09_controlnet.ipynb, 10_fast_sampling.ipynb
     """
 
     steps: int = 500
@@ -176,6 +179,9 @@ class Trainer:
         optimizer: default ``AdamW(lr, weight_decay)`` from the config.
         scheduler: optional learning-rate scheduler, stepped after every optimizer step.
         device: default :func:`course_lib.config.get_device` (cuda → mps → cpu).
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb, 07_ddpm.ipynb, 08_latent_diffusion.ipynb,
+    09_controlnet.ipynb, 10_fast_sampling.ipynb
     """
 
     def __init__(
