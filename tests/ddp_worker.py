@@ -7,7 +7,7 @@ batch function, on a DataLoader, of a model with an EMA codebook, of a small joi
 embedding whose contrastive loss needs every process's examples as negatives, and of a model whose
 loss steps its own module outside DDP, as the codec's discriminator) and ``OUT_DIR/history.json``;
 then ``OUT_DIR/{vqvae,hierarchical}_recipe.pt``: the shipped VQ-VAE recipes of
-``course_lib.quantize.train_vqvae`` (EMA, k-means init, dead-code restarts) for a few steps, with
+``course_lib.quantize.recipes`` (EMA, k-means init, dead-code restarts) for a few steps, with
 ``OUT_DIR/recipe_events.json`` (how many codes each recipe restarted, whether k-means ran).
 """
 
@@ -25,7 +25,7 @@ from course_lib.data import SynthMusic
 from course_lib.joint_embedding import CaptionTokenizer, JointEmbedding, JointEmbeddingConfig
 from course_lib.joint_embedding.train import contrastive_step
 from course_lib.quantize import VectorQuantizer
-from course_lib.quantize import train_vqvae as vqvae_recipes
+from course_lib.quantize import recipes as vqvae_recipes
 from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule
 from course_lib.train.distributed import (
     average_gradients,

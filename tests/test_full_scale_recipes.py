@@ -20,7 +20,7 @@ from course_lib.errors import CheckpointError, ConfigError
 
 def test_the_full_vae_crops_fit_a_training_clip_and_train():
     from course_lib.audio import MelConfig
-    from course_lib.diffusion.pretrained import MelPatches
+    from course_lib.diffusion.mel_patches import MelPatches
     from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig
     from course_lib.latent_diffusion.train import recipe
 

@@ -12,8 +12,9 @@ from course_lib.data.splits import held_out_audio, synth_music_audio
 from course_lib.metrics import log_mel_distance_db, snr_db
 from course_lib.quantize import VQVAE, HierarchicalVQVAE, KMeans
 from course_lib.quantize.evaluation import reconstruction_by_level
-from course_lib.quantize.train_vqvae import CHECKPOINT_DIR, hierarchical_config, main, vq_vae_config
-from course_lib.train import load_weights
+from course_lib.quantize.recipes import hierarchical_config, vq_vae_config
+from course_lib.quantize.train_vqvae import main
+from course_lib.train import load_weights, shipped_weights
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def test_clips() -> torch.Tensor:
 
 def test_vq_vae_checkpoint_beats_kmeans_at_the_same_bitrate(test_clips):
     model = VQVAE(vq_vae_config("tiny"))
-    metadata = load_weights(CHECKPOINT_DIR / "vqvae_tiny.safetensors", model)
+    metadata = load_weights(shipped_weights("vqvae_tiny.safetensors"), model)
     assert metadata["recipe"].startswith("python -m course_lib.quantize.train_vqvae --model vqvae")
     figures = reconstruction_by_level(model, test_clips)
     # Baseline (notebook 01): k-means on 16-sample waveform frames, 256 codes: 1,000 codes/s, 8 kbit/s like the model.
@@ -38,7 +39,7 @@ def test_vq_vae_checkpoint_beats_kmeans_at_the_same_bitrate(test_clips):
 
 def test_jukebox_checkpoint_upper_levels_reconstruct_worse(test_clips):
     model = HierarchicalVQVAE(hierarchical_config("tiny"))
-    load_weights(CHECKPOINT_DIR / "jukebox_tiny.safetensors", model)
+    load_weights(shipped_weights("jukebox_tiny.safetensors"), model)
     figures = reconstruction_by_level(model, test_clips)
     sc = figures["spectral_convergence_db"]
     assert sc[0] < sc[1] - 3 and sc[1] < sc[2] - 2, (

@@ -33,7 +33,7 @@ from course_lib.latent_diffusion.model import (
 )
 from course_lib.lm.pretrained import load_lm, load_semantic_tokenizer
 from course_lib.quantize import VQVAE, HierarchicalVQVAE
-from course_lib.quantize.train_vqvae import hierarchical_config, vq_vae_config
+from course_lib.quantize.recipes import hierarchical_config, vq_vae_config
 from course_lib.train.weights import (
     CHECKSUM_KEY,
     WeightsHeader,

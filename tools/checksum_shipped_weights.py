@@ -24,9 +24,8 @@ import torch
 from safetensors import safe_open
 
 from course_lib.atomic import atomic_write
-from course_lib.train.weights import CHECKSUM_KEY, FORMAT, tensors_checksum
+from course_lib.train.weights import CHECKPOINT_DIR, CHECKSUM_KEY, FORMAT, tensors_checksum
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "course_lib" / "checkpoints"
 # metadata keys holding the whole-file SHA-256 of another shipped file, and the key naming that file
 FILE_HASHES = {"vae_sha256": "vae", "embedding_sha256": "embedding", "base_sha256": "base"}
 LIMIT_BYTES = 5_000_000

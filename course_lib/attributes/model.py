@@ -48,10 +48,9 @@ from course_lib.config import ScaledConfig, get_device
 from course_lib.data.music_theory import MODES, NOTE_NAMES, TEMPO_CLASSES
 from course_lib.data.timbres import INSTRUMENTS
 from course_lib.errors import AudioInputError, ConfigError
-from course_lib.train.weights import load_weights, read_weights_header
+from course_lib.train.weights import load_weights, read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-TINY_ATTRIBUTE_CLASSIFIER = CHECKPOINT_DIR / "attribute_classifier_tiny.safetensors"
+TINY_ATTRIBUTE_CLASSIFIER = shipped_weights("attribute_classifier_tiny.safetensors")
 LOG_MEL_MEAN, LOG_MEL_STD = -6.5, 3.5  # SynthMusic's log-mel statistics (nats)
 ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
     "instrument": INSTRUMENTS,
@@ -247,5 +246,7 @@ def load_tiny_attribute_classifier(device: str | torch.device | None = None) -> 
     """The shipped tiny attribute classifier (``course_lib/checkpoints/attribute_classifier_tiny.safetensors``), in eval mode.
 
     Its ``.metadata`` holds its accuracy per attribute on held-out and validation clips.
+
+    Notebooks: notebooks/06_text_to_music.ipynb, 08_latent_diffusion.ipynb
     """
     return load_attribute_classifier(TINY_ATTRIBUTE_CLASSIFIER, device)

@@ -27,10 +27,9 @@ import torch
 
 from course_lib.codec.model import Codec, CodecConfig
 from course_lib.config import get_device
-from course_lib.train.weights import read_weights_header
+from course_lib.train.weights import read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-TINY_CODEC = CHECKPOINT_DIR / "codec_tiny.safetensors"
+TINY_CODEC = shipped_weights("codec_tiny.safetensors")
 TINY_COMMAND = "python -m course_lib.codec.train --scale tiny --out course_lib/checkpoints/codec_tiny.safetensors"
 
 
@@ -61,5 +60,8 @@ def load_codec(path: str | Path, device: str | torch.device | None = None) -> Co
 
 
 def load_tiny_codec(device: str | torch.device | None = None) -> Codec:
-    """The shipped tiny codec (16 kHz, 50 frames/s, 12 levels of 1,024 codes: up to 6 kbps), in eval mode."""
+    """The shipped tiny codec (16 kHz, 50 frames/s, 12 levels of 1,024 codes: up to 6 kbps), in eval mode.
+
+    Notebooks: notebooks/04_neural_codec.ipynb, 05_audio_language_model.ipynb, 06_text_to_music.ipynb
+    """
     return load_codec(TINY_CODEC, device)

@@ -26,11 +26,9 @@ from course_lib.diffusion.consistency import (
 )
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss, progressive_distillation
 from course_lib.diffusion.losses import DiffusionLoss
+from course_lib.diffusion.mel_patches import MelPatches, SpectrogramScaling, held_out_patches
 from course_lib.diffusion.pretrained import (
-    MelPatches,
     PretrainedDiffusion,
-    SpectrogramScaling,
-    held_out_patches,
     load_pretrained_diffusion,
     load_tiny_consistency,
     load_tiny_ddpm,

@@ -1,29 +1,14 @@
-"""The course's spectrogram diffusion model: its data (scaled log-mel patches of SynthMusic) and its shipped weights.
-
-A diffusion model wants data of roughly unit scale: the forward process ends at ``N(0, I)``, so the
-clean data should not be much larger or much smaller than that. A log-mel spectrogram
-(:func:`course_lib.audio.log_mel_spectrogram`, natural log of the mel magnitude with a floor of 1e-5)
-lies between ``log(1e-5) ≈ -11.5`` (silence) and about ``+1.5`` (the loudest SynthMusic bands), so
-the course maps it to about ``[-1, 1]`` with one fixed affine map (:class:`SpectrogramScaling`)::
-
-    x = (log_mel + 5.0) / 6.5          log_mel = 6.5 · x - 5.0
-
-Silence lands at -1.0, the loudest bins near +1.0, and the data's standard deviation is about 0.5
-(the σ_data that consistency models assume). The map is fixed, not fitted, so it is the same at
-every scale and for every data set, and a generated ``x`` can always be turned back into sound.
-
-The model sees **patches** of 64 mel bands × 64 frames (0.64 s at 100 frames/s) cut at random times
-from 2-second SynthMusic clips (:class:`MelPatches`). Training uses ``SynthMusic(seed=0)``; the
-held-out data the notebooks and benchmarks compare samples with is ``SynthMusic(seed=1)``
-(:func:`held_out_patches`), never seen in training.
+"""The course's spectrogram diffusion models as shipped: the tiny DDPM and its two distilled students.
 
 :func:`load_tiny_ddpm` loads the shipped model, ``course_lib/checkpoints/ddpm_tiny.safetensors``,
 made by ``python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out
 course_lib/checkpoints/ddpm_tiny.safetensors`` (see that module for the recipe and README.md's
 "Shipped checkpoints" for its wall time). The loaded bundle (:class:`PretrainedDiffusion`) carries
-everything a sampler needs: the UNet, its noise schedule, what it predicts, and the scaling.
-:func:`load_tiny_distilled` and :func:`load_tiny_consistency` load the two students distilled from it
-for chapter 10 (4 DDIM steps; 1-2 consistency steps), made by the same module.
+everything a sampler needs: the UNet, its noise schedule, what it predicts, and the scaling
+(:class:`course_lib.diffusion.mel_patches.SpectrogramScaling`; the data are
+:mod:`course_lib.diffusion.mel_patches`'s). :func:`load_tiny_distilled` and :func:`load_tiny_consistency`
+load the two students distilled from it for chapter 10 (4 DDIM steps; 1-2 consistency steps), made by
+the same module.
 
 Notebooks: notebooks/07_ddpm.ipynb, 10_fast_sampling.ipynb (and the later diffusion chapters).
 """
@@ -31,107 +16,24 @@ Notebooks: notebooks/07_ddpm.ipynb, 10_fast_sampling.ipynb (and the later diffus
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from course_lib.audio import MelConfig, log_mel_spectrogram, log_mel_to_audio
+from course_lib.audio import MelConfig, log_mel_to_audio
 from course_lib.config import get_device
-from course_lib.data import SynthMusic
-from course_lib.data.batches import random_crops
 from course_lib.diffusion.consistency import ConsistencyModel
+from course_lib.diffusion.mel_patches import SpectrogramScaling
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
-from course_lib.errors import ConfigError
 from course_lib.train import load_weights
-from course_lib.train.weights import read_weights_header
+from course_lib.train.weights import read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-TINY_DDPM = CHECKPOINT_DIR / "ddpm_tiny.safetensors"
-TINY_DISTILLED = CHECKPOINT_DIR / "ddpm_tiny_distilled_4steps.safetensors"
-TINY_CONSISTENCY = CHECKPOINT_DIR / "ddpm_tiny_consistency.safetensors"
-PATCH_FRAMES = 64  # 0.64 s at 100 frames/s
-CLIP_SECONDS = 2.0
-TRAIN_SEED = 0  # SynthMusic(seed=0): the training clips
-HELD_OUT_SEED = 1  # SynthMusic(seed=1): clips no model saw in training
-
-
-@dataclasses.dataclass(frozen=True)
-class SpectrogramScaling:
-    """The fixed affine map between log-mel values (natural log) and the model's ``x``: ``x = (log_mel - center) / half_range``.
-
-    With the defaults, ``log(1e-5) ≈ -11.51`` (the log-mel floor, silence) maps to -1.0 and ``+1.5``
-    (about the loudest SynthMusic band) to +1.0.
-    """
-
-    center: float = -5.0
-    half_range: float = 6.5
-    log_floor: float = math.log(1e-5)
-
-    def to_model(self, log_mel: Tensor) -> Tensor:
-        """Log-mel (nats) → model units (about [-1, 1])."""
-        return (log_mel - self.center) / self.half_range
-
-    def to_log_mel(self, x: Tensor) -> Tensor:
-        """Model units → log-mel (nats), clamped below at the log-mel floor (nothing is quieter than silence)."""
-        return (x * self.half_range + self.center).clamp_min(self.log_floor)
-
-
-class MelPatches:
-    """Scaled log-mel patches of SynthMusic clips, ``(1, n_mels, frames)`` each, cut at random or fixed times.
-
-    Args:
-        n_clips: clips to synthesize (2 s each by default; about 12 ms per clip on one core).
-        seed: the SynthMusic seed (0: training data, 1: held-out data).
-        frames: patch length in frames (64 = 0.64 s).
-        seconds: clip length.
-        mel_config: the mel settings (the course's default: 16 kHz, hop 160, 64 bands).
-        scaling: the log-mel ↔ model map.
-
-    Attributes:
-        log_mels: ``(n_clips, n_mels, clip_frames)`` log-mel spectrograms of the whole clips (nats).
-    """
-
-    def __init__(
-        self,
-        n_clips: int,
-        seed: int = TRAIN_SEED,
-        frames: int = PATCH_FRAMES,
-        seconds: float = CLIP_SECONDS,
-        mel_config: MelConfig | None = None,
-        scaling: SpectrogramScaling | None = None,
-    ) -> None:
-        mel_config, scaling = mel_config or MelConfig(), scaling or SpectrogramScaling()
-        self.mel_config, self.scaling, self.frames, self.seed = mel_config, scaling, frames, seed
-        audio = SynthMusic(n_clips=n_clips, seconds=seconds, sample_rate=mel_config.sample_rate, seed=seed)
-        self.log_mels = log_mel_spectrogram(audio.batch(n_clips).audio, mel_config)  # (N, M, F)
-        if self.log_mels.shape[-1] < frames:
-            raise ConfigError(
-                f"Clips of {seconds} s have {self.log_mels.shape[-1]} frames, fewer than the {frames} a patch needs: "
-                "use longer clips or shorter patches."
-            )
-        self._scaled = scaling.to_model(self.log_mels)  # (N, M, F)
-
-    def __len__(self) -> int:
-        return self.log_mels.shape[0]
-
-    def random_batch(self, batch_size: int, generator: torch.Generator | None = None) -> Tensor:
-        """``(batch_size, 1, n_mels, frames)`` patches in model units: random clips, random start frames."""
-        return random_crops(self._scaled, batch_size, self.frames, generator).unsqueeze(1)  # (B, 1, M, frames)
-
-    def fixed_batch(self, n: int | None = None) -> Tensor:
-        """The first ``n`` clips (all by default), one patch each from the middle of the clip: ``(n, 1, M, frames)``."""
-        n = len(self) if n is None else n
-        start = (self._scaled.shape[-1] - self.frames) // 2
-        return self._scaled[:n, None, :, start : start + self.frames].clone()  # (n, 1, M, frames)
-
-
-def held_out_patches(n: int, frames: int = PATCH_FRAMES) -> MelPatches:
-    """``n`` held-out clips (``SynthMusic(seed=1)``), the reference that generated samples are compared with."""
-    return MelPatches(n, seed=HELD_OUT_SEED, frames=frames)
+TINY_DDPM = shipped_weights("ddpm_tiny.safetensors")
+TINY_DISTILLED = shipped_weights("ddpm_tiny_distilled_4steps.safetensors")
+TINY_CONSISTENCY = shipped_weights("ddpm_tiny_consistency.safetensors")
 
 
 @dataclasses.dataclass
@@ -228,6 +130,8 @@ def load_tiny_ddpm(device: str | torch.device | None = None) -> PretrainedDiffus
         x = ddim_sample(ddpm.model, ddpm.schedule, (4, *ddpm.shape), num_steps=50,
                         prediction_type=ddpm.prediction_type)
         audio = ddpm.to_audio(x)  # (4, 10080) at 16 kHz: 0.63 s
+
+    Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 10_fast_sampling.ipynb
     """
     return load_pretrained_diffusion(TINY_DDPM, device)
 
@@ -236,10 +140,15 @@ def load_tiny_distilled(device: str | torch.device | None = None) -> PretrainedD
     """The teacher progressively distilled to 4 DDIM steps (``ddpm_tiny_distilled_4steps.safetensors``).
 
     Sample it with ``ddim_sample(..., num_steps=4, spacing="trailing")`` (the grid it was trained on).
+
+    Notebook: notebooks/10_fast_sampling.ipynb
     """
     return load_pretrained_diffusion(TINY_DISTILLED, device)
 
 
 def load_tiny_consistency(device: str | torch.device | None = None) -> PretrainedDiffusion:
-    """The teacher's consistency distillation (``ddpm_tiny_consistency.safetensors``), for ``consistency_sample``."""
+    """The teacher's consistency distillation (``ddpm_tiny_consistency.safetensors``), for ``consistency_sample``.
+
+    Notebook: notebooks/10_fast_sampling.ipynb
+    """
     return load_pretrained_diffusion(TINY_CONSISTENCY, device)

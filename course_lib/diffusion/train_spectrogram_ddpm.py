@@ -48,18 +48,12 @@ from torch import Tensor, nn
 from course_lib.audio import MelConfig
 from course_lib.config import get_scale, seed_everything
 from course_lib.data.batches import GeneratorBatches
+from course_lib.data.splits import TRAINING_SEED
 from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
 from course_lib.diffusion.distillation import ProgressiveDistillationLoss
 from course_lib.diffusion.losses import DiffusionLoss
-from course_lib.diffusion.pretrained import (
-    PATCH_FRAMES,
-    TRAIN_SEED,
-    MelPatches,
-    PretrainedDiffusion,
-    SpectrogramScaling,
-    held_out_patches,
-    load_pretrained_diffusion,
-)
+from course_lib.diffusion.mel_patches import PATCH_FRAMES, MelPatches, SpectrogramScaling, held_out_patches
+from course_lib.diffusion.pretrained import PretrainedDiffusion, load_pretrained_diffusion
 from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
@@ -158,7 +152,7 @@ def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list, extr
         "scaling": dataclasses.asdict(SpectrogramScaling()),
         "mel_config": dataclasses.asdict(MelConfig()),
         "patch_frames": PATCH_FRAMES,
-        "train_seed": TRAIN_SEED,
+        "train_seed": TRAINING_SEED,
         "final_loss": history[-1]["loss"] if history else None,
         **extra,
     }
@@ -166,7 +160,7 @@ def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list, extr
 
 def run_teacher(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
-    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    data = MelPatches(config.train_clips, seed=TRAINING_SEED)
     model = UNet(UNetConfig.for_scale(run.scale))
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     loss = DiffusionLoss(schedule, prediction_type=config.prediction_type)
@@ -183,7 +177,7 @@ def run_progressive(config: RecipeConfig, run: Run, teacher_path: Path) -> dict:
     """Rounds of progressive distillation, each a phase with its own checkpoint (``OUT.round-16.ckpt``, ...)."""
     seed_everything(config.seed)
     bundle = load_pretrained_diffusion(teacher_path, run.device)
-    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    data = MelPatches(config.train_clips, seed=TRAINING_SEED)
     teacher, history, rounds = bundle.model, [], {}
     steps = config.teacher_steps // 2
     while steps >= config.final_steps:
@@ -213,7 +207,7 @@ def run_progressive(config: RecipeConfig, run: Run, teacher_path: Path) -> dict:
 def run_consistency(config: RecipeConfig, run: Run, teacher_path: Path) -> dict:
     seed_everything(config.seed)
     bundle = load_pretrained_diffusion(teacher_path, run.device)
-    data = MelPatches(config.train_clips, seed=TRAIN_SEED)
+    data = MelPatches(config.train_clips, seed=TRAINING_SEED)
     student = ConsistencyModel(copy.deepcopy(bundle.model).train(), bundle.schedule, bundle.prediction_type)
     loss = ConsistencyDistillationLoss(
         bundle.model, bundle.schedule, bundle.prediction_type, config.consistency_points, config.target_decay

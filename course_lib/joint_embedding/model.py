@@ -49,10 +49,9 @@ from course_lib.config import ScaledConfig, get_device
 from course_lib.errors import AudioInputError, CheckpointError
 from course_lib.joint_embedding.tokenizer import CaptionTokenizer, caption_vocabulary
 from course_lib.train.distributed import gather_with_grad
-from course_lib.train.weights import load_weights, read_weights_header
+from course_lib.train.weights import load_weights, read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-TINY_JOINT_EMBEDDING = CHECKPOINT_DIR / "joint_embedding_tiny.safetensors"
+TINY_JOINT_EMBEDDING = shipped_weights("joint_embedding_tiny.safetensors")
 LOG_MEL_MEAN, LOG_MEL_STD = (
     -6.5,
     3.5,
@@ -317,5 +316,7 @@ def load_tiny_joint_embedding(device: str | torch.device | None = None) -> Joint
 
     Args:
         device: where to put it (default :func:`course_lib.config.get_device`).
+
+    Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb, 08_latent_diffusion.ipynb
     """
     return load_joint_embedding(TINY_JOINT_EMBEDDING, device)

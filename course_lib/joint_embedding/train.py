@@ -51,8 +51,6 @@ from course_lib.joint_embedding.retrieval import (
 )
 from course_lib.train.command import TrainingCommand, positive_int
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-
 
 @dataclasses.dataclass
 class Recipe:

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from course_lib.audio import spectral_convergence
 from course_lib.config import ScaledConfig
-from course_lib.diffusion.pretrained import SpectrogramScaling
+from course_lib.diffusion.mel_patches import SpectrogramScaling
 from course_lib.errors import ConfigError
 
 SILENCE = -1.0  # the log-mel floor in model units (SpectrogramScaling maps log 1e-5 to -1)
@@ -59,6 +59,8 @@ class MelVAEConfig(ScaledConfig):
         norm_groups: groups of the group normalisations (must divide every channel count).
         kl_weight: β of the KL term, relative to the L1 term, both *summed* over a sample (LDM's convention).
         spectral_weight: weight of the spectral-convergence term on the linear mel magnitude (0: off).
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
 
     n_mels: int = 64
@@ -125,7 +127,10 @@ class DiagonalGaussian:
 
 
 def pad_frames(x: Tensor, multiple: int, value: float = SILENCE) -> Tensor:
-    """Pad the last (time) axis on the right with ``value`` (silence) up to a multiple of ``multiple``."""
+    """Pad the last (time) axis on the right with ``value`` (silence) up to a multiple of ``multiple``.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
+    """
     extra = (-x.shape[-1]) % multiple
     return F.pad(x, (0, extra), value=value) if extra else x
 
@@ -137,6 +142,8 @@ class MelVAE(nn.Module):
         latent_scale: ``1 / std`` of the training latents (a buffer, saved with the weights; 1 until
             :meth:`fit_latent_scale` is called).
         frame_multiple: the time axis is padded to a multiple of this (the compression).
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
 
     def __init__(self, config: MelVAEConfig | None = None) -> None:

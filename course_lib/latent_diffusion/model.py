@@ -48,18 +48,17 @@ from course_lib.diffusion.samplers import ClassifierFreeGuidance, ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
 from course_lib.errors import CheckpointError, ConfigError
+from course_lib.joint_embedding.model import TINY_JOINT_EMBEDDING
 from course_lib.latent_diffusion.controlnet import ControlledUNet, ControlNet, ControlNetConfig
 from course_lib.latent_diffusion.mel_vae import MelVAE, MelVAEConfig
 from course_lib.latent_diffusion.vocoder import HiFiGAN, HiFiGANConfig, griffin_lim_vocoder
 from course_lib.train import load_weights
-from course_lib.train.weights import read_weights_header
+from course_lib.train.weights import read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-TINY_VAE = CHECKPOINT_DIR / "mel_vae_tiny.safetensors"
-TINY_VOCODER = CHECKPOINT_DIR / "hifigan_tiny.safetensors"
-TINY_LDM = CHECKPOINT_DIR / "latent_diffusion_tiny.safetensors"
-TINY_CONTROLNET = CHECKPOINT_DIR / "controlnet_music_tiny.safetensors"
-TINY_JOINT_EMBEDDING = CHECKPOINT_DIR / "joint_embedding_tiny.safetensors"
+TINY_VAE = shipped_weights("mel_vae_tiny.safetensors")
+TINY_VOCODER = shipped_weights("hifigan_tiny.safetensors")
+TINY_LDM = shipped_weights("latent_diffusion_tiny.safetensors")
+TINY_CONTROLNET = shipped_weights("controlnet_music_tiny.safetensors")
 TRAIN_COMMAND = "python -m course_lib.latent_diffusion.train --stage {stage} --scale tiny --out {path}"
 STAGE_OF = {
     TINY_VAE.name: "vae",
@@ -74,6 +73,8 @@ def latent_unet_config(latent_channels: int, cond_dim: int, scale: str | None = 
 
     ``tiny``: 24 base channels, levels (1, 2, 2), attention at the two lower resolutions (0.7 M parameters);
     ``full``: ``UNetConfig.full()`` (43.6 M).
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
     """
     return UNetConfig.for_scale(
         scale,
@@ -120,7 +121,10 @@ def _config(path: Path, expected: str, stage: str) -> dict[str, Any]:
 
 
 def load_mel_vae(path: str | Path = TINY_VAE, device: str | torch.device | None = None) -> MelVAE:
-    """The shipped (or any saved) Mel VAE, in eval mode, with its latent scale factor."""
+    """The shipped (or any saved) Mel VAE, in eval mode, with its latent scale factor.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
+    """
     path = Path(path)
     vae = MelVAE(MelVAEConfig(**_config(path, "MelVAE", "vae")))
     vae.metadata = _load(path, vae)
@@ -128,7 +132,10 @@ def load_mel_vae(path: str | Path = TINY_VAE, device: str | torch.device | None 
 
 
 def load_hifigan(path: str | Path = TINY_VOCODER, device: str | torch.device | None = None) -> HiFiGAN:
-    """The shipped (or any saved) HiFi-GAN generator, in eval mode."""
+    """The shipped (or any saved) HiFi-GAN generator, in eval mode.
+
+    Notebook: notebooks/08_latent_diffusion.ipynb
+    """
     path = Path(path)
     vocoder = HiFiGAN(HiFiGANConfig(**_config(path, "HiFiGAN", "vocoder")))
     vocoder.metadata = _load(path, vocoder)
@@ -271,6 +278,8 @@ def load_latent_diffusion(
     Args:
         vocoder_path: None uses Griffin-Lim.
         embedding: a joint embedding to use (default: the shipped one, ``load_tiny_joint_embedding``).
+
+    Notebooks: notebooks/08_latent_diffusion.ipynb, 09_controlnet.ipynb
     """
     from course_lib.joint_embedding import load_tiny_joint_embedding
 
@@ -304,6 +313,8 @@ def load_controlnet(
     Pass it as ``model=`` to :meth:`TextToAudio.generate` after binding a signal with ``with_signal``.
     ``base_path`` is the file of ``pipeline``'s latent diffusion model (default: the shipped tiny one): a
     warning says when it is not the one the ControlNet was trained on.
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     path = Path(path)
     config = _config(path, "ControlNet", "controlnet")

@@ -43,9 +43,9 @@ from course_lib.audio import MelConfig
 from course_lib.config import get_scale, seed_everything
 from course_lib.data import SynthMusic
 from course_lib.data.batches import GeneratorBatches, random_crops
-from course_lib.data.splits import training_clips
+from course_lib.data.splits import HELD_OUT_SEED, TRAINING_SEED, training_clips
 from course_lib.diffusion.losses import DiffusionLoss
-from course_lib.diffusion.pretrained import MelPatches, SpectrogramScaling
+from course_lib.diffusion.mel_patches import MelPatches, SpectrogramScaling
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet
 from course_lib.errors import ConfigError
@@ -80,7 +80,6 @@ from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
 
 STAGES = ("vae", "vocoder", "ldm", "controlnet")
-TRAIN_SEED, HELD_OUT_SEED = 0, 1  # SynthMusic seeds of the caption-free models' training and held-out clips
 
 
 @dataclasses.dataclass
@@ -176,7 +175,7 @@ def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list) -> d
 # ------------------------------------------------------------------------------------------------ VAE
 def run_vae(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
-    data = MelPatches(config.train_clips, seed=TRAIN_SEED, frames=config.crop_frames)
+    data = MelPatches(config.train_clips, seed=TRAINING_SEED, frames=config.crop_frames)
     vae = MelVAE(MelVAEConfig.for_scale(run.scale))
     batches = drawn_batches(lambda generator: data.random_batch(config.batch_size, generator), config.seed)
     vae, history = fit(vae, lambda model, batch: model.loss(batch), batches, config, run)
@@ -198,7 +197,7 @@ def run_vocoder(config: RecipeConfig, run: Run) -> dict:
     norm clipped at 10); the discriminators take their step inside :class:`HiFiGANTrainingLoss`.
     """
     seed_everything(config.seed)
-    audio = SynthMusic(n_clips=config.train_clips, seconds=2.0, seed=TRAIN_SEED).batch(config.train_clips).audio
+    audio = SynthMusic(n_clips=config.train_clips, seconds=2.0, seed=TRAINING_SEED).batch(config.train_clips).audio
     generator_net = HiFiGAN(HiFiGANConfig.for_scale(run.scale))
     discriminators = HiFiGANDiscriminators(DiscriminatorSizes.for_scale(run.scale))
     betas = (0.8, 0.99)  # HiFi-GAN's AdamW betas

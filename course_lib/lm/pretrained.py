@@ -27,15 +27,14 @@ from course_lib.lm.audiolm import AudioLM, SemanticTokenizer, SemanticTokenizerC
 from course_lib.lm.sequences import CoarseSequence, DelaySequence, FineSequence, SemanticSequence
 from course_lib.lm.transformer import LMConfig, TokenLM
 from course_lib.train import load_weights
-from course_lib.train.weights import read_weights_header
+from course_lib.train.weights import read_weights_header, shipped_weights
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 TINY_FILES = {
-    "tokenizer": CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
-    "delay": CHECKPOINT_DIR / "lm_delay_tiny.safetensors",
-    "semantic": CHECKPOINT_DIR / "lm_semantic_tiny.safetensors",
-    "coarse": CHECKPOINT_DIR / "lm_coarse_tiny.safetensors",
-    "fine": CHECKPOINT_DIR / "lm_fine_tiny.safetensors",
+    "tokenizer": shipped_weights("lm_semantic_kmeans_tiny.safetensors"),
+    "delay": shipped_weights("lm_delay_tiny.safetensors"),
+    "semantic": shipped_weights("lm_semantic_tiny.safetensors"),
+    "coarse": shipped_weights("lm_coarse_tiny.safetensors"),
+    "fine": shipped_weights("lm_fine_tiny.safetensors"),
 }
 LAYOUTS = {cls.__name__: cls for cls in (DelaySequence, SemanticSequence, CoarseSequence, FineSequence)}
 

@@ -59,8 +59,7 @@ from course_lib.lm.evaluation import evaluate_lm
 from course_lib.lm.recipes import STAGES, LMRecipe, fit_lm, lm_config, recipe, sequence_layout
 from course_lib.lm.transformer import TokenLM
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
-
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+from course_lib.train.weights import shipped_weights
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -193,7 +192,7 @@ COMMAND.add_argument("--stage", choices=STAGES, required=True)
 COMMAND.add_argument(
     "--tokenizer",
     type=Path,
-    default=CHECKPOINT_DIR / "lm_semantic_kmeans_tiny.safetensors",
+    default=shipped_weights("lm_semantic_kmeans_tiny.safetensors"),
     help="the semantic tokenizer (stages semantic and coarse)",
 )
 COMMAND.add_argument("--codec", type=Path, default=None, help="the codec (default: the shipped tiny one)")

@@ -9,113 +9,19 @@ Both notebooks train a model for a minute to show it learning, then load the shi
 recipe, trained longer) to listen and measure. Everything here is seeded: the same command gives the
 same weights on one machine (up to the non-determinism of multi-threaded float sums).
 
-- Data: two-second SynthMusic clips at 16 kHz (:func:`course_lib.data.splits.synth_music_audio`);
-  training batches are random crops drawn by a generator seeded with the step
-  (:class:`course_lib.data.batches.StepBatches`, so a batch depends only on the step); held-out clips
-  come from another SynthMusic seed (:func:`course_lib.data.splits.held_out_audio`).
-- Losses: :func:`course_lib.quantize.vq_vae.vq_vae_loss` and
-  :func:`course_lib.quantize.hierarchical_vq_vae.hierarchical_loss`.
-- Metrics: :func:`course_lib.quantize.evaluation.reconstruction_by_level`.
+The recipes (data, losses, optimiser) are :mod:`course_lib.quantize.recipes`'s; the held-out figures
+(:func:`course_lib.quantize.evaluation.reconstruction_by_level` on
+:func:`course_lib.data.splits.held_out_audio`) go into the weights' metadata.
 
 Notebooks: notebooks/02_vq_vae.ipynb, notebooks/03_hierarchical_vqvae.ipynb
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from course_lib.config import get_scale, seed_everything, training_device
-from course_lib.data.batches import StepBatches, random_crops
-from course_lib.data.splits import SAMPLE_RATE, held_out_audio, synth_music_audio
-from course_lib.errors import ConfigError
+from course_lib.data.splits import SAMPLE_RATE, held_out_audio
 from course_lib.quantize.evaluation import reconstruction_by_level
-from course_lib.quantize.hierarchical_vq_vae import HierarchicalVQVAE, HierarchicalVQVAEConfig, hierarchical_loss
-from course_lib.quantize.vq_vae import VQVAE, VQVAEConfig, vq_vae_loss
+from course_lib.quantize.recipes import recipe, train
 from course_lib.train.command import TrainingCommand
-
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-# ------------------------------------------------------------------------------------------- recipes
-@dataclass
-class Recipe:
-    """Everything that defines a shipped checkpoint: model config, data and training length.
-
-    Training uses AdamW at ``lr`` with a 5% linear warm-up and a cosine decay to zero (``course_lib.train.warmup_cosine_schedule``).
-    """
-
-    model: str  # "vqvae" or "hierarchical"
-    config: VQVAEConfig | HierarchicalVQVAEConfig
-    steps: int
-    lr: float = 3e-3
-    n_clips: int = 256
-    batch_size: int = 8
-    crop: int = 4096
-    seed: int = 0
-
-    def build(self) -> VQVAE | HierarchicalVQVAE:
-        return VQVAE(self.config) if self.model == "vqvae" else HierarchicalVQVAE(self.config)
-
-
-def vq_vae_config(scale: str | None = None) -> VQVAEConfig:
-    """Notebook 02's model: hop 16 (1,000 codes/s at 16 kHz), EMA codebook, k-means init, dead-code restarts."""
-    return VQVAEConfig.for_scale(scale, strides=(4, 4), use_ema=True, kmeans_init=True, dead_code_steps=20)
-
-
-def hierarchical_config(scale: str | None = None) -> HierarchicalVQVAEConfig:
-    """Notebook 03's model: the library's preset (hops 8 / 32 / 128, as Jukebox's)."""
-    return HierarchicalVQVAEConfig.for_scale(scale)
-
-
-def recipe(model: str, scale: str | None = None) -> Recipe:
-    """The recipe of a shipped checkpoint (``model`` is ``"vqvae"`` or ``"hierarchical"``)."""
-    full = get_scale(scale) == "full"
-    steps, n_clips = (20_000, 2_000) if full else (3_000, 256)
-    if model == "vqvae":  # 2,048-sample crops: 8 x 128 = 1,024 vectors per batch for 256 codes
-        return Recipe("vqvae", vq_vae_config(scale), steps, n_clips=n_clips, crop=2048)
-    if model == "hierarchical":  # 4,096-sample crops: 8 x 32 = 256 top-level vectors per batch
-        return Recipe("hierarchical", hierarchical_config(scale), steps, n_clips=n_clips, crop=4096)
-    raise ConfigError(f"Unknown model {model!r}: use 'vqvae' or 'hierarchical'.")
-
-
-def train(
-    model_name: str,
-    scale: str | None,
-    steps: int | None = None,
-    device: str | torch.device | None = None,
-    batch_size: int | None = None,
-    seed: int | None = None,
-    **train_options: Any,
-) -> tuple[VQVAE | HierarchicalVQVAE, list[dict]]:
-    """Train one recipe from its seed; returns the model (on the CPU) and the history.
-
-    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options
-    of :meth:`course_lib.train.command.Run.train_options`, ``progress``).
-    """
-    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
-
-    plan = recipe(model_name, scale)
-    steps = plan.steps if steps is None else steps
-    batch_size = plan.batch_size if batch_size is None else batch_size
-    seed = plan.seed if seed is None else seed
-    seed_everything(seed)
-    model = plan.build()
-    loss_fn = vq_vae_loss if plan.model == "vqvae" else hierarchical_loss
-    audio = synth_music_audio(plan.n_clips)  # (N, T)
-    batches = StepBatches(lambda generator: random_crops(audio, batch_size, plan.crop, generator), seed)
-    config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=seed, **train_options)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    trainer = Trainer(
-        model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
-    )
-    history = trainer.fit(batches)
-    return model.cpu(), list(history)
-
 
 COMMAND = TrainingCommand("course_lib.quantize.train_vqvae", __doc__)
 COMMAND.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)

@@ -7,7 +7,7 @@ from course_lib.train.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.train.distributed import distributed_loader, init_distributed
 from course_lib.train.loop import TrainConfig, Trainer, TrainHistory, TrainingInterrupted
 from course_lib.train.schedules import EMALoss, WeightAverage, warmup_cosine_schedule
-from course_lib.train.weights import load_weights, save_weights
+from course_lib.train.weights import load_weights, save_weights, shipped_weights
 
 __all__ = [
     "EMALoss",
@@ -22,5 +22,6 @@ __all__ = [
     "load_weights",
     "save_checkpoint",
     "save_weights",
+    "shipped_weights",
     "warmup_cosine_schedule",
 ]

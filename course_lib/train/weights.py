@@ -45,6 +45,7 @@ FORMAT = "course_lib.weights/1"
 CHECKSUM_KEY = "tensors_sha256"
 WEIGHTS_FIX = "use the weights made for this model (strict=False ignores class, config and missing tensors, not shapes)"
 RECOPY_FIX = "download or copy it again, or re-export it with save_weights"
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"  # the weights shipped with the course
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +160,16 @@ def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def shipped_weights(name: str) -> Path:
+    """The path of the weights file ``name`` shipped with the course (``course_lib/checkpoints/NAME``).
+
+    Only the path: every loader says clearly when the file is missing, and how to make it.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb
+    """
+    return CHECKPOINT_DIR / name
+
+
 def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s state_dict to a safetensors file atomically, with identity, checksum and ``metadata``.
 
@@ -222,6 +233,8 @@ def load_weights(path: str | Path, model: torch.nn.Module, strict: bool = True) 
     Raises:
         CheckpointError: missing, cut-short, corrupt (checksum) or foreign file, or weights of another
             model or config.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb
     """
     header, tensors = read_weights(path)
     this_class = type(model).__name__
