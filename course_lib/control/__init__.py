@@ -7,6 +7,11 @@
 All work on ``(T,)`` or batched ``(..., T)`` tensors on their own device, and share one frame grid:
 ``T // hop_length + 1`` frames centred on multiples of ``hop_length`` (100 frames/s at 16 kHz).
 
+Chapter 09 (Music ControlNet) has three levels, in three packages on purpose: these controls are
+features the data sets compute (SynthMusic imports them, so they cannot depend on diffusion), the
+ControlNet that follows them is a model over the latent UNet (:mod:`course_lib.latent_diffusion.controlnet`),
+and how well a generation follows them is a measure (:mod:`course_lib.metrics.control_adherence`).
+
 Notebook: notebooks/00_audio_and_data.ipynb, notebooks/09_controlnet.ipynb.
 """
 
@@ -46,6 +51,8 @@ def all_controls(
         ``melody`` (…, 12, F) one-hot, ``loudness_db`` (…, F), ``onset_strength`` (…, F),
         ``onsets`` (…, F) 0/1 at detected onsets, ``beats`` (…, F) 0/1 at beats, and ``beat_times``
         in seconds (a tensor for one clip, a list of tensors for a batch).
+
+    Notebook: notebooks/09_controlnet.ipynb
     """
     frame_rate = sample_rate / hop_length
     envelope = onset_strength(audio, sample_rate, hop_length)  # (..., F)
