@@ -127,18 +127,17 @@ def train(
     ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options
     of :meth:`course_lib.train.command.Run.train_options`, ``progress``).
     """
-    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # tqdm: keep local
+    from course_lib.train import fit_with_warmup_cosine  # tqdm: keep local
 
     seed_everything(plan.seed)
     model = AttributeClassifier(plan.config)
     clips = training_clips(plan.n_clips)
     mels = torch.cat([mel_spectrogram(part, model.config.mel) for part in clips.audio.split(256)])  # (N, M, F)
-    config = TrainConfig(steps=plan.steps, lr=plan.lr, log_every=50, seed=plan.seed, **train_options)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_schedule(optimizer, plan.steps, warmup_steps=plan.steps // 20)
-    trainer = Trainer(model, classifier_step, config, optimizer=optimizer, scheduler=scheduler, device=device)
-    history = trainer.fit(classifier_batches(model, mels, clips.labels, plan))
-    return model.cpu(), list(history)
+    batches = classifier_batches(model, mels, clips.labels, plan)
+    history = fit_with_warmup_cosine(
+        model, classifier_step, batches, plan.steps, plan.lr, plan.seed, device, **train_options
+    )
+    return model.cpu(), history
 
 
 COMMAND = TrainingCommand("course_lib.attributes.train", __doc__)
@@ -147,22 +146,20 @@ COMMAND.add_argument("--clips", type=positive_int, help="training clips (default
 
 def main(argv: list[str] | None = None) -> dict:
     """Train the recipe of the command line, write the weights and print the figures they reach."""
-    from course_lib.train import save_weights
-
     run = COMMAND.parse(argv)
     args = run.args
     plan = recipe(run.scale, steps=args.steps, batch_size=args.batch_size, seed=args.seed, n_clips=args.clips)
     model, history = train(plan, run.device, **run.train_options())
-    metadata = {
-        **run.facts(),
-        "recipe": {k: v for k, v in dataclasses.asdict(plan).items() if k != "config"},
-        "steps": plan.steps,
-        "final_loss": history[-1]["loss"],
-        "sample_rate": model.sample_rate,
-        **evaluate(model, plan.eval_clips),
-    }
-    save_weights(run.out, model, metadata)
-    run.finish()
+    metadata = run.write(
+        model,
+        {
+            "recipe": {k: v for k, v in dataclasses.asdict(plan).items() if k != "config"},
+            "steps": plan.steps,
+            "final_loss": history[-1]["loss"],
+            "sample_rate": model.sample_rate,
+            **evaluate(model, plan.eval_clips),
+        },
+    )
     print(json.dumps({k: v for k, v in metadata.items() if k != "recipe"}, indent=1))
     print(f"wrote {run.out}")
     return metadata

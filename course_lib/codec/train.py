@@ -47,18 +47,16 @@ def main(argv: list[str] | None = None) -> dict:
     codec, history, _, _ = train_codec(config, plan, run.device, **run.train_options())
     codec.cpu()
     figures = evaluate(codec, held_out_audio(8))
-    metadata = {
-        **run.facts(),
-        "recipe": dataclasses.asdict(plan),
-        "final_terms": history[-1] if history else {},
-        "held_out": {str(n_q): values for n_q, values in figures.items()},
-        "sample_rate": config.sample_rate,
-        "frame_rate": codec.frame_rate,
-    }
-    from course_lib.train import save_weights
-
-    save_weights(run.out, codec, metadata)
-    run.finish()
+    metadata = run.write(
+        codec,
+        {
+            "recipe": dataclasses.asdict(plan),
+            "final_terms": history[-1] if history else {},
+            "held_out": {str(n_q): values for n_q, values in figures.items()},
+            "sample_rate": config.sample_rate,
+            "frame_rate": codec.frame_rate,
+        },
+    )
     print(f"trained {plan.steps} steps in {metadata['train_seconds']:.0f} s; wrote {run.out}")
     for n_q, values in figures.items():
         print(

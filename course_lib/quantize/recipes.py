@@ -88,7 +88,7 @@ def train(
     ``train_options`` are :class:`course_lib.train.TrainConfig` fields (checkpoint and resume options
     of :meth:`course_lib.train.command.Run.train_options`, ``progress``).
     """
-    from course_lib.train import TrainConfig, Trainer, warmup_cosine_schedule  # imports tqdm: keep it local
+    from course_lib.train import fit_with_warmup_cosine  # imports tqdm: keep it local
 
     plan = recipe(model_name, scale)
     steps = plan.steps if steps is None else steps
@@ -99,11 +99,7 @@ def train(
     loss_fn = vq_vae_loss if plan.model == "vqvae" else hierarchical_loss
     audio = synth_music_audio(plan.n_clips)  # (N, T)
     batches = StepBatches(lambda generator: random_crops(audio, batch_size, plan.crop, generator), seed)
-    config = TrainConfig(steps=steps, lr=plan.lr, log_every=50, seed=seed, **train_options)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_schedule(optimizer, steps, warmup_steps=steps // 20)
-    trainer = Trainer(
-        model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device=training_device(device, scale)
+    history = fit_with_warmup_cosine(
+        model, loss_fn, batches, steps, plan.lr, seed, training_device(device, scale), **train_options
     )
-    history = trainer.fit(batches)
-    return model.cpu(), list(history)
+    return model.cpu(), history

@@ -29,24 +29,22 @@ COMMAND.add_argument("--model", choices=("vqvae", "hierarchical"), required=True
 
 def main(argv: list[str] | None = None) -> dict:
     """Train the recipe of the command line, write its weights and print the held-out figures."""
-    from course_lib.train import save_weights
-
     run = COMMAND.parse(argv)
     args = run.args
     model, history = train(
         args.model, run.scale, args.steps, run.device, args.batch_size, args.seed, **run.train_options()
     )
     figures = reconstruction_by_level(model, held_out_audio())
-    metadata = {
-        **run.facts(),
-        "model": args.model,
-        "steps": run.steps(recipe(args.model, run.scale).steps),
-        "final_loss": history[-1]["loss"],
-        "held_out": figures,
-        "sample_rate": SAMPLE_RATE,
-    }
-    save_weights(run.out, model, metadata)
-    run.finish()
+    metadata = run.write(
+        model,
+        {
+            "model": args.model,
+            "steps": run.steps(recipe(args.model, run.scale).steps),
+            "final_loss": history[-1]["loss"],
+            "held_out": figures,
+            "sample_rate": SAMPLE_RATE,
+        },
+    )
     print(f"trained {metadata['steps']} steps in {metadata['train_seconds']:.0f} s; wrote {run.out}")
     for key, values in figures.items():
         print(f"held-out {key}: " + " / ".join(f"{v:.2f}" for v in values))

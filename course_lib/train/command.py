@@ -132,6 +132,18 @@ class Run:
             "cpu_seconds": round(time.process_time() - self.cpu_started, 1),  # all threads of this process
         }
 
+    def write(self, model: torch.nn.Module, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Save ``model``'s weights to ``--out`` with the run facts and ``metadata``, then :meth:`finish`.
+
+        Returns the metadata written (the run facts first).
+        """
+        from course_lib.train.weights import save_weights
+
+        metadata = {**self.facts(), **metadata}
+        save_weights(self.out, model, metadata)
+        self.finish()
+        return metadata
+
     def finish(self) -> None:
         """After the weights are written: remove the training checkpoints (a rerun then trains again)."""
         for path in self.checkpoints():

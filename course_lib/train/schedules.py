@@ -2,6 +2,8 @@
 
 - :func:`warmup_cosine_schedule`: linear warm-up, then a cosine decay (Loshchilov & Hutter 2017,
   "SGDR", eq. 5, without restarts) to a fraction of the peak rate.
+- :func:`fit_with_warmup_cosine`: the recipe of the course's small models (VQ-VAEs, the joint
+  embedding, the attribute classifier): AdamW, a 5% warm-up, a cosine decay to zero.
 - :class:`EMALoss`: an exponential moving average of the weights, updated once per step; diffusion
   models (Ho et al. 2020, sec. 4) and GAN vocoders are evaluated with such averages.
 
@@ -37,6 +39,38 @@ def warmup_cosine_schedule(
         return final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def fit_with_warmup_cosine(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], Tensor | Mapping[str, Tensor]],
+    data: Any,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    warmup_steps: int | None = None,
+    log_every: int = 50,
+    **train_options: Any,
+) -> list[dict]:
+    """Train ``model`` with AdamW (weight decay 0.01) at ``lr``, a linear warm-up over ``warmup_steps`` (default
+    5% of the steps) and a cosine decay to zero (:func:`warmup_cosine_schedule`), through :class:`course_lib.train.Trainer`.
+
+    ``train_options`` are :class:`course_lib.train.TrainConfig` fields (``progress``; the checkpoint and
+    resume options of :meth:`course_lib.train.command.Run.train_options`). Returns the history.
+
+    Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb, 06_text_to_music.ipynb (their
+    shipped models' recipes).
+    """
+    from course_lib.train.loop import TrainConfig, Trainer
+
+    config = TrainConfig(steps=steps, lr=lr, log_every=log_every, seed=seed, **train_options)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine_schedule(
+        optimizer, steps, warmup_steps=steps // 20 if warmup_steps is None else warmup_steps
+    )
+    trainer = Trainer(model, loss_fn, config, optimizer=optimizer, scheduler=scheduler, device=device)
+    return list(trainer.fit(data))
 
 
 class WeightAverage:
