@@ -144,7 +144,7 @@ RECIPE_STEPS = 22  # k-means runs at step 1; with dead_code_steps=20 the first r
 
 
 def train_recipe(name: str) -> tuple[torch.nn.Module, dict]:
-    """``train_vqvae``'s recipe ``name`` at the tiny scale for RECIPE_STEPS steps, as its ``train`` runs it.
+    """``course_lib.quantize.recipes``' recipe ``name`` at the tiny scale for RECIPE_STEPS steps, as its ``train`` runs it.
 
     In float64, so that the two runs' rounding differences (each process sums its half of the batch)
     stay near 1e-15 and the test can compare tightly; in float32 they reach 1e-7 in a few AdamW steps,
@@ -169,7 +169,7 @@ def train_recipe(name: str) -> tuple[torch.nn.Module, dict]:
 
 
 def recipe_loss(model: torch.nn.Module, wav: torch.Tensor) -> torch.Tensor:
-    """The recipes' total loss (train_vqvae logs each term too; the weights do not depend on that)."""
+    """The recipes' total loss (the recipes log each term too; the weights do not depend on that)."""
     return model(wav).loss
 
 

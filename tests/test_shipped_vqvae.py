@@ -1,7 +1,7 @@
 """The shipped VQ-VAE checkpoints load, reconstruct held-out audio better than baselines, and can be remade.
 
 Checkpoints: course_lib/checkpoints/vqvae_tiny.safetensors (notebook 02) and jukebox_tiny.safetensors
-(notebook 03), made by ``python -m course_lib.quantize.train_vqvae``. The figures they reached when
+(notebook 03), made by ``python -m course_lib.quantize.train``. The figures they reached when
 trained are in their metadata; the thresholds here leave about 1 dB of margin below them.
 """
 
@@ -13,7 +13,7 @@ from course_lib.metrics import log_mel_distance_db, snr_db
 from course_lib.quantize import VQVAE, HierarchicalVQVAE, KMeans
 from course_lib.quantize.evaluation import reconstruction_by_level
 from course_lib.quantize.recipes import hierarchical_config, vq_vae_config
-from course_lib.quantize.train_vqvae import main
+from course_lib.quantize.train import main
 from course_lib.train import load_weights, shipped_weights
 
 
@@ -25,6 +25,7 @@ def test_clips() -> torch.Tensor:
 def test_vq_vae_checkpoint_beats_kmeans_at_the_same_bitrate(test_clips):
     model = VQVAE(vq_vae_config("tiny"))
     metadata = load_weights(shipped_weights("vqvae_tiny.safetensors"), model)
+    # made by the command's earlier name (course_lib.quantize.train_vqvae); the metadata keeps its history
     assert metadata["recipe"].startswith("python -m course_lib.quantize.train_vqvae --model vqvae")
     figures = reconstruction_by_level(model, test_clips)
     # Baseline (notebook 01): k-means on 16-sample waveform frames, 256 codes: 1,000 codes/s, 8 kbit/s like the model.

@@ -29,7 +29,7 @@ FAST = ["--checkpoint-every", "2", "--no-progress", "--device", "cpu"]
 # The smallest runs of each command that still take every path: GAN steps for the codec and the
 # vocoder, EMA for the DDPM teacher, a target network for consistency, three phases for progressive.
 COMMANDS = {
-    "vqvae": ("course_lib.quantize.train_vqvae", ["--model", "vqvae", "--steps", "6"]),
+    "vqvae": ("course_lib.quantize.train", ["--model", "vqvae", "--steps", "6"]),
     "codec": (
         "course_lib.codec.train",
         ["--steps", "6", "--adversarial-start", "3", "--batch-size", "2", "--clips", "32"],
@@ -37,16 +37,16 @@ COMMANDS = {
     "joint_embedding": ("course_lib.joint_embedding.train", ["--steps", "6", "--batch-size", "8", "--clips", "64"]),
     "attributes": ("course_lib.attributes.train", ["--steps", "6", "--batch-size", "8", "--clips", "64"]),
     "ddpm_teacher": (
-        "course_lib.diffusion.train_spectrogram_ddpm",
+        "course_lib.diffusion.train",
         ["--steps", "6", "--batch-size", "2", "--clips", "8", "--eval-samples", "2"],
     ),
     "progressive": (
-        "course_lib.diffusion.train_spectrogram_ddpm",
+        "course_lib.diffusion.train",
         ["--stage", "progressive", "--teacher", str(CHECKPOINTS / "ddpm_tiny.safetensors"), "--steps", "2",
          "--batch-size", "2", "--clips", "8", "--eval-samples", "2"],
     ),  # fmt: skip
     "consistency": (
-        "course_lib.diffusion.train_spectrogram_ddpm",
+        "course_lib.diffusion.train",
         ["--stage", "consistency", "--teacher", str(CHECKPOINTS / "ddpm_tiny.safetensors"), "--steps", "6",
          "--batch-size", "2", "--clips", "8", "--eval-samples", "2"],
     ),  # fmt: skip
@@ -106,7 +106,7 @@ def test_a_crashed_run_resumes_to_the_weights_of_an_uninterrupted_one(name, tmp_
 
 
 def test_a_checkpoint_of_other_arguments_is_refused_and_fresh_starts_over(tmp_path, monkeypatch, capsys):
-    from course_lib.quantize.train_vqvae import main
+    from course_lib.quantize.train import main
 
     out = tmp_path / "vqvae.safetensors"
     with monkeypatch.context() as patch:
@@ -132,7 +132,7 @@ def test_a_checkpoint_of_other_arguments_is_refused_and_fresh_starts_over(tmp_pa
     ],
 )
 def test_bad_input_is_one_clear_line_with_exit_status_2(argv, environment, expected, tmp_path, monkeypatch, capsys):
-    from course_lib.quantize.train_vqvae import main
+    from course_lib.quantize.train import main
 
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
@@ -155,7 +155,7 @@ def test_a_pickle_given_as_the_codec_is_refused_from_the_shell(tmp_path):
 
 @pytest.mark.parametrize("module", sorted({module for module, _ in COMMANDS.values()}))
 def test_every_command_answers_a_bad_scale_with_one_line(module, tmp_path):
-    extra = ["--model", "vqvae"] if module.endswith("train_vqvae") else []
+    extra = ["--model", "vqvae"] if module == "course_lib.quantize.train" else []
     extra += ["--stage", "delay"] if module.endswith("lm.train") else []
     extra += ["--stage", "vae"] if module.endswith("latent_diffusion.train") else []
     result = _shell([module, *extra, "--out", str(tmp_path / "o.safetensors")], COURSE_SCALE="huge")
@@ -180,7 +180,7 @@ def train_step(self, batch):
     return original(self, batch)
 Trainer._train_step = train_step
 from course_lib.train.command import run_as_command
-from course_lib.quantize.train_vqvae import main
+from course_lib.quantize.train import main
 sys.exit(run_as_command(main, sys.argv[3:]))
 """
 

@@ -144,7 +144,7 @@ def test_files_of_a_neighbouring_model_are_told_apart(tmp_path, load, wrong, hol
 def test_a_teacher_of_the_wrong_kind_fails_before_distillation_starts(tmp_path):
     """The issue's case: ``--teacher vqvae_tiny.safetensors`` gave ``KeyError: 'channel_mults'``.
 
-    The distillation stages of train_spectrogram_ddpm load the teacher with load_pretrained_diffusion.
+    The distillation stages of course_lib.diffusion.train load the teacher with load_pretrained_diffusion.
     """
     with pytest.raises(CheckpointError, match="holds no spectrogram diffusion UNet.*it holds a VQVAE"):
         load_pretrained_diffusion(copy_of("vqvae_tiny", tmp_path), "cpu")

@@ -12,7 +12,7 @@ Schedules and samplers are kept apart from the networks (as in diffusers): a sam
 - ``pretrained``: the course's scaled log-mel patches and the shipped tiny models (``load_tiny_ddpm``).
 - ``frechet_mel_distance``: the Fréchet mel distance between generated and held-out spectrograms,
   re-exported from :mod:`course_lib.metrics.frechet` (its one definition, beside FAD).
-- ``train_spectrogram_ddpm``: the command that trains (and distils) the shipped models.
+- ``train``: the command that trains (and distils) the shipped models.
 
 Notebooks: notebooks/07_ddpm.ipynb, 08_latent_diffusion.ipynb, 10_fast_sampling.ipynb.
 """

@@ -1,7 +1,7 @@
 """The course's spectrogram diffusion models as shipped: the tiny DDPM and its two distilled students.
 
 :func:`load_tiny_ddpm` loads the shipped model, ``course_lib/checkpoints/ddpm_tiny.safetensors``,
-made by ``python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out
+made by ``python -m course_lib.diffusion.train --scale tiny --out
 course_lib/checkpoints/ddpm_tiny.safetensors`` (see that module for the recipe and README.md's
 "Shipped checkpoints" for its wall time). The loaded bundle (:class:`PretrainedDiffusion`) carries
 everything a sampler needs: the UNet, its noise schedule, what it predicts, and the scaling
@@ -70,12 +70,12 @@ class PretrainedDiffusion:
         return log_mel_to_audio(log_mel, self.mel_config, n_iter=n_iter, length=length)  # (B, T)
 
 
-DIFFUSION_STAGES = ("teacher", "progressive", "consistency")  # the stages of train_spectrogram_ddpm
+DIFFUSION_STAGES = ("teacher", "progressive", "consistency")  # the stages of course_lib.diffusion.train
 DIFFUSION_NEEDS = ("schedule", "num_timesteps", "prediction_type", "scaling", "mel_config", "patch_frames")
 
 
 def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``(model config, training metadata)`` of a spectrogram UNet saved by ``train_spectrogram_ddpm``.
+    """The ``(model config, training metadata)`` of a spectrogram UNet saved by :mod:`course_lib.diffusion.train`.
 
     Raises:
         CheckpointError: missing, cut-short or foreign file, or another model's weights (a VQ-VAE, or
@@ -86,15 +86,15 @@ def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "UNet",
         stage=DIFFUSION_STAGES,
         needs=DIFFUSION_NEEDS,
-        what="spectrogram diffusion UNet (course_lib.diffusion.train_spectrogram_ddpm)",
-        fix=f"re-create it with `python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out {path}` "
+        what="spectrogram diffusion UNet (course_lib.diffusion.train)",
+        fix=f"re-create it with `python -m course_lib.diffusion.train --scale tiny --out {path}` "
         "(see README.md, 'Shipped checkpoints')",
     )
     return dict(header.config or {}), header.metadata
 
 
 def load_pretrained_diffusion(path: str | Path, device: str | torch.device | None = None) -> PretrainedDiffusion:
-    """Load any spectrogram UNet saved by :mod:`course_lib.diffusion.train_spectrogram_ddpm` (teacher or student).
+    """Load any spectrogram UNet saved by :mod:`course_lib.diffusion.train` (teacher or student).
 
     The UNet's config, the schedule, the prediction type and the scaling are read from the file's
     metadata, so the weights come back with the settings they were trained with. A consistency

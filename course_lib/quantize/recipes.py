@@ -7,7 +7,7 @@
   :func:`course_lib.quantize.hierarchical_vq_vae.hierarchical_loss` (Dhariwal et al. 2020, sec. 2.2).
 - Training: AdamW with a 5% linear warm-up and a cosine decay to zero.
 
-The shipped checkpoints are made by :mod:`course_lib.quantize.train_vqvae`.
+The shipped checkpoints are made by :mod:`course_lib.quantize.train`.
 
 Notebooks: notebooks/02_vq_vae.ipynb, 03_hierarchical_vqvae.ipynb.
 """

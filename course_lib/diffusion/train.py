@@ -4,12 +4,12 @@ Three stages, each one command (run from the repository root; seeded, so a rerun
 the same weights, and on another machine nearly the same)::
 
     # 1. the DDPM teacher (Algorithm 1 on SynthMusic log-mel patches)
-    python -m course_lib.diffusion.train_spectrogram_ddpm --scale tiny --out course_lib/checkpoints/ddpm_tiny.safetensors
+    python -m course_lib.diffusion.train --scale tiny --out course_lib/checkpoints/ddpm_tiny.safetensors
     # 2. progressive distillation of the teacher down to 4 DDIM steps (Salimans & Ho 2022)
-    python -m course_lib.diffusion.train_spectrogram_ddpm --stage progressive --scale tiny \\
+    python -m course_lib.diffusion.train --stage progressive --scale tiny \\
         --teacher course_lib/checkpoints/ddpm_tiny.safetensors --out course_lib/checkpoints/ddpm_tiny_distilled_4steps.safetensors
     # 3. consistency distillation of the teacher (Song et al. 2023)
-    python -m course_lib.diffusion.train_spectrogram_ddpm --stage consistency --scale tiny \\
+    python -m course_lib.diffusion.train --stage consistency --scale tiny \\
         --teacher course_lib/checkpoints/ddpm_tiny.safetensors --out course_lib/checkpoints/ddpm_tiny_consistency.safetensors
 
 **The teacher** (stage ``teacher``) is :class:`course_lib.diffusion.UNet` (``UNetConfig.for_scale``: 0.30 M
@@ -239,7 +239,7 @@ def ddim_sampler(bundle: PretrainedDiffusion, num_steps: int, spacing: str = "le
     return sample
 
 
-COMMAND = TrainingCommand("course_lib.diffusion.train_spectrogram_ddpm", __doc__)
+COMMAND = TrainingCommand("course_lib.diffusion.train", __doc__)
 COMMAND.add_argument("--stage", choices=STAGES, default="teacher")
 COMMAND.add_argument("--teacher", type=Path, help="the teacher's weights (stages progressive and consistency)")
 COMMAND.add_argument("--lr", type=positive_float)

@@ -1,8 +1,8 @@
 """Train the course's VQ-VAEs on SynthMusic: the recipes and the one command behind each shipped checkpoint.
 
-    python -m course_lib.quantize.train_vqvae --model vqvae --scale tiny \\
+    python -m course_lib.quantize.train --model vqvae --scale tiny \\
         --out course_lib/checkpoints/vqvae_tiny.safetensors
-    python -m course_lib.quantize.train_vqvae --model hierarchical --scale tiny \\
+    python -m course_lib.quantize.train --model hierarchical --scale tiny \\
         --out course_lib/checkpoints/jukebox_tiny.safetensors
 
 Both notebooks train a model for a minute to show it learning, then load the shipped weights (the same
@@ -23,7 +23,7 @@ from course_lib.quantize.evaluation import reconstruction_by_level
 from course_lib.quantize.recipes import recipe, train
 from course_lib.train.command import TrainingCommand
 
-COMMAND = TrainingCommand("course_lib.quantize.train_vqvae", __doc__)
+COMMAND = TrainingCommand("course_lib.quantize.train", __doc__)
 COMMAND.add_argument("--model", choices=("vqvae", "hierarchical"), required=True)
 
 
