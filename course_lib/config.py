@@ -17,8 +17,9 @@ import argparse
 import dataclasses
 import os
 import random
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -164,3 +165,31 @@ class ScaledConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+Recipe = TypeVar("Recipe")
+
+
+def stage_recipe(
+    cls: Callable[..., Recipe],
+    tiny: Mapping[str, Mapping[str, Any]],
+    full: Mapping[str, Mapping[str, Any]],
+    stage: str,
+    scale: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+    /,
+    **fixed: Any,
+) -> Recipe:
+    """A training stage's recipe: ``cls(**fixed, **preset)`` with the stage's preset at ``scale``, overridden by ``changes``.
+
+    ``tiny`` and ``full`` map each stage to the fields that differ from ``cls``'s defaults; a change of
+    None keeps the preset (an option not given on the command line).
+
+    Raises:
+        ConfigError: for a stage ``tiny`` does not know.
+    """
+    if stage not in tiny:
+        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(tiny)}.")
+    presets = full if get_scale(scale) == "full" else tiny
+    given = {key: value for key, value in (changes or {}).items() if value is not None}
+    return cls(**fixed, **{**presets[stage], **given})

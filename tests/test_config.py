@@ -105,3 +105,21 @@ def test_doctor_names_the_fix_for_a_broken_torch_pair(monkeypatch):
     check = doctor.torchaudio_pair_check()
     assert not check.ok and "libc10_cuda" in check.detail
     assert check.fix == FIX_TORCH_PAIR and "torchaudio==2.11.0" in check.fix
+
+
+def test_stage_recipe_takes_the_scales_preset_and_keeps_it_for_options_not_given():
+    import dataclasses as dc
+
+    from course_lib.config import stage_recipe
+
+    @dc.dataclass
+    class Plan:
+        steps: int = 10
+        lr: float = 1.0
+        stage: str = ""
+
+    tiny, full = {"a": {"steps": 20}, "b": {}}, {"a": {"steps": 2000, "lr": 0.5}, "b": {"lr": 0.1}}
+    assert stage_recipe(Plan, tiny, full, "a", "tiny", {"lr": None}) == Plan(steps=20, lr=1.0)
+    assert stage_recipe(Plan, tiny, full, "a", "full", {"steps": 7}, stage="a") == Plan(7, 0.5, "a")
+    with pytest.raises(ConfigError, match="Unknown stage 'c': use one of a, b"):
+        stage_recipe(Plan, tiny, full, "c")

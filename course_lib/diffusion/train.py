@@ -46,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.audio import MelConfig
-from course_lib.config import get_scale, seed_everything
+from course_lib.config import seed_everything, stage_recipe
 from course_lib.data.batches import GeneratorBatches
 from course_lib.data.splits import TRAINING_SEED
 from course_lib.diffusion.consistency import ConsistencyDistillationLoss, ConsistencyModel, consistency_sample
@@ -57,7 +57,6 @@ from course_lib.diffusion.pretrained import PretrainedDiffusion, load_pretrained
 from course_lib.diffusion.samplers import ddim_sample
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet, UNetConfig
-from course_lib.errors import ConfigError
 from course_lib.metrics.frechet import frechet_mel_distance
 from course_lib.train import EMALoss, TrainConfig, Trainer, save_weights, warmup_cosine_schedule
 from course_lib.train.command import Run, TrainingCommand, positive_float, positive_int
@@ -101,10 +100,7 @@ FULL = {
 
 def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig:
     """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), with single fields overridden."""
-    if stage not in STAGES:
-        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
-    presets = FULL if get_scale(scale) == "full" else TINY
-    return RecipeConfig(**{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
+    return stage_recipe(RecipeConfig, TINY, FULL, stage, scale, changes)
 
 
 def train(

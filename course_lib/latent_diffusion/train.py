@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from course_lib.audio import MelConfig
-from course_lib.config import get_scale, seed_everything
+from course_lib.config import seed_everything, stage_recipe
 from course_lib.data import SynthMusic
 from course_lib.data.batches import GeneratorBatches, random_crops
 from course_lib.data.splits import HELD_OUT_SEED, TRAINING_SEED, training_clips
@@ -48,7 +48,6 @@ from course_lib.diffusion.losses import DiffusionLoss
 from course_lib.diffusion.mel_patches import MelPatches, SpectrogramScaling
 from course_lib.diffusion.schedules import NoiseSchedule
 from course_lib.diffusion.unet import UNet
-from course_lib.errors import ConfigError
 from course_lib.latent_diffusion.controlnet import (
     CONTROLS,
     ControlledUNet,
@@ -123,10 +122,7 @@ FULL: dict[str, dict[str, Any]] = {
 
 def recipe(stage: str, scale: str | None = None, **changes: Any) -> RecipeConfig:
     """The recipe of ``stage`` at ``scale`` (default ``$COURSE_SCALE``), single fields overridden by ``changes``."""
-    if stage not in STAGES:
-        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
-    presets = FULL if get_scale(scale) == "full" else TINY
-    return RecipeConfig(**{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
+    return stage_recipe(RecipeConfig, TINY, FULL, stage, scale, changes)
 
 
 def fit(

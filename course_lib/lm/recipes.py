@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.config import get_scale
+from course_lib.config import stage_recipe
 from course_lib.errors import ConfigError
 from course_lib.lm.data import TokenData, random_batches
 from course_lib.lm.musiclm import condition_dropout_mask
@@ -78,10 +78,7 @@ def recipe(stage: str, scale: str | None = None, **changes: Any) -> LMRecipe:
 
     Notebooks: notebooks/05_audio_language_model.ipynb, 06_text_to_music.ipynb
     """
-    if stage not in STAGES:
-        raise ConfigError(f"Unknown stage {stage!r}: use one of {', '.join(STAGES)}.")
-    presets = FULL if get_scale(scale) == "full" else TINY
-    return LMRecipe(stage=stage, **{**presets[stage], **{k: v for k, v in changes.items() if v is not None}})
+    return stage_recipe(LMRecipe, TINY, FULL, stage, scale, changes, stage=stage)
 
 
 # ------------------------------------------------------------------------------------------ sequences
