@@ -1,8 +1,8 @@
 """nbgrader's configuration for the course's assignments (read by `nbgrader` run in this folder).
 
-Run the grading through `python assignments/grade.py ...` (see INSTRUCTORS.md): it puts the course's
-grading package (tools/course_grading) on the path; plain `nbgrader autograde` stops with an import
-error instead of running students' code unsandboxed.
+Run the grading through `course-grade ...` (or `python assignments/grade.py ...`; see INSTRUCTORS.md):
+the installed grading package (`course_grading`) runs the canary first. Plain `nbgrader autograde`
+uses the same sandboxed preprocessors below but skips the canary.
 """
 
 c = get_config()  # noqa: F821 (defined by nbgrader's config loader)
