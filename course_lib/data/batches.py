@@ -86,5 +86,10 @@ class GeneratorBatches:
     def __init__(self, draw: Callable[[torch.Generator], Any], generator: torch.Generator) -> None:
         self.draw, self.generator = draw, generator
 
+    @classmethod
+    def seeded(cls, draw: Callable[[torch.Generator], Any], seed: int) -> GeneratorBatches:
+        """Draws from a new generator seeded with ``seed``."""
+        return cls(draw, torch.Generator().manual_seed(seed))
+
     def __call__(self, step: int) -> Any:
         return self.draw(self.generator)

@@ -122,9 +122,7 @@ def train(
         scheduler=warmup_cosine_schedule(optimizer, config.steps, config.warmup_steps, config.final_lr_fraction),
         device=device,
     )
-    batches = GeneratorBatches(
-        lambda generator: data.random_batch(config.batch_size, generator), torch.Generator().manual_seed(config.seed)
-    )
+    batches = GeneratorBatches.seeded(lambda generator: data.random_batch(config.batch_size, generator), config.seed)
     history = trainer.fit(batches)
     if isinstance(wrapped, EMALoss):
         return wrapped.update(model), history  # one last update: the weights after the final step

@@ -150,11 +150,6 @@ def fit(
     return model, history
 
 
-def drawn_batches(draw: Any, seed: int) -> GeneratorBatches:
-    """Batches ``draw(generator)`` from one generator seeded with ``seed``, checkpointed with the run."""
-    return GeneratorBatches(draw, torch.Generator().manual_seed(seed))
-
-
 def metadata_for(stage: str, config: RecipeConfig, run: Run, history: list) -> dict:
     """The training facts every shipped file carries."""
     last = history[-1] if history else {}
@@ -173,7 +168,7 @@ def run_vae(config: RecipeConfig, run: Run) -> dict:
     seed_everything(config.seed)
     data = MelPatches(config.train_clips, seed=TRAINING_SEED, frames=config.crop_frames)
     vae = MelVAE(MelVAEConfig.for_scale(run.scale))
-    batches = drawn_batches(lambda generator: data.random_batch(config.batch_size, generator), config.seed)
+    batches = GeneratorBatches.seeded(lambda generator: data.random_batch(config.batch_size, generator), config.seed)
     vae, history = fit(vae, lambda model, batch: model.loss(batch), batches, config, run)
     vae = vae.eval()
     whole = pad_frames(data.scaling.to_model(data.log_mels).unsqueeze(1), vae.frame_multiple).to(run.device)
@@ -210,7 +205,7 @@ def run_vocoder(config: RecipeConfig, run: Run) -> dict:
         scheduler=warmup_cosine_schedule(opt_g, config.steps, config.warmup_steps, config.final_lr_fraction),
         device=run.device,
     )
-    batches = drawn_batches(
+    batches = GeneratorBatches.seeded(
         lambda generator: random_crops(audio, config.batch_size, config.crop_samples, generator, hop), config.seed
     )
     history = trainer.fit(batches)
@@ -246,7 +241,7 @@ def run_ldm(
     )
     schedule = NoiseSchedule.from_name(config.schedule, config.num_timesteps)
     loss = DiffusionLoss(schedule, prediction_type=config.prediction_type, cond_drop_prob=config.cond_drop_prob)
-    batches = drawn_batches(lambda generator: data.batch(config.batch_size, generator), config.seed)
+    batches = GeneratorBatches.seeded(lambda generator: data.batch(config.batch_size, generator), config.seed)
     ema, history = fit(unet, loss, batches, config, run)
     metadata = metadata_for("ldm", config, run, history)
     metadata.update(
@@ -289,7 +284,9 @@ def run_controlnet(
     )
     schedule = NoiseSchedule.from_name(pipeline.metadata["schedule"], pipeline.metadata["num_timesteps"])
     loss = ControlNetLoss(schedule, pipeline.prediction_type, config.cond_drop_prob)
-    batches = drawn_batches(lambda generator: data.batch(config.batch_size, generator, signal=True), config.seed)
+    batches = GeneratorBatches.seeded(
+        lambda generator: data.batch(config.batch_size, generator, signal=True), config.seed
+    )
     _, history = fit(model, loss, batches, config, run)
     metadata = metadata_for("controlnet", config, run, history)
     metadata.update(base=base_path.name, base_sha256=file_sha256(base_path), controls=list(CONTROLS))

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
         model,
         {
             "model": args.model,
-            "steps": run.steps(recipe(args.model, run.scale).steps),
+            "steps": recipe(args.model, run.scale).steps if args.steps is None else args.steps,
             "final_loss": history[-1]["loss"],
             "held_out": figures,
             "sample_rate": SAMPLE_RATE,

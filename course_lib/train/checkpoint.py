@@ -199,12 +199,14 @@ def load_checkpoint(
     scheduler: Any | None = None,
     *,
     restore_rng: bool = False,
+    checkpoint: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``) after checking it fits.
 
     Args:
         restore_rng: also restore the Python/NumPy/torch RNG states; resuming needs it, while loading
             a model to listen to it should not reset your random numbers, hence off by default.
+        checkpoint: the file's contents if :func:`read_checkpoint` has already read them (read once).
 
     Returns:
         The whole checkpoint dict (``step``, ``history``, ``extra``, ...).
@@ -213,7 +215,7 @@ def load_checkpoint(
         CheckpointError: missing, cut-short or foreign file, or one saved by another model or config.
     """
     path = Path(path)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     check_identity(path, checkpoint["identity"], model, fix=RETRAIN_FIX)
     model.load_state_dict(checkpoint["model"])
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):

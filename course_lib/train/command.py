@@ -87,10 +87,6 @@ class Run:
             raise ConfigError("Training needs --out: the weights file to write (its checkpoint goes next to it).")
         return self.args.out
 
-    def steps(self, recipe_steps: int) -> int:
-        """``--steps`` if given, else the recipe's."""
-        return self.args.steps if self.args.steps is not None else recipe_steps
-
     def identity(self, phase: str | None = None) -> dict[str, Any]:
         """What defines the run (its command, arguments and phase): a checkpoint of another run is refused."""
         arguments = {

@@ -261,13 +261,15 @@ class Trainer:
                 logged = self.step % self.config.log_every == 0 or self.step == self.config.steps
                 if logged:
                     bar.set_postfix(loss=f"{self._log()['loss']:.4g}")
+                saved = None
                 if self.config.checkpoint_path is not None and (
                     self.step % self.config.checkpoint_every == 0 or self.step == last
                 ):
-                    self.save()
+                    saved = self.save()
                 bar.update(1)
                 if self._stop_agreed(stop, logged):
-                    saved = None if self.config.checkpoint_path is None else self.save()
+                    if saved is None and self.config.checkpoint_path is not None:
+                        saved = self.save()
                     raise TrainingInterrupted(self.step, saved)
         return self.history
 
@@ -400,12 +402,14 @@ class Trainer:
             path, self.model, self.optimizer, self.scheduler, step=self.step, history=self.history, extra=extra
         )
 
-    def load(self, path: str | Path | None = None) -> None:
-        """Restore the whole run, RNG states included, from a :meth:`save` checkpoint."""
+    def load(self, path: str | Path | None = None, checkpoint: dict[str, Any] | None = None) -> None:
+        """Restore the whole run, RNG states included, from a :meth:`save` checkpoint (``checkpoint``: already read)."""
         path = path or self.config.checkpoint_path
         if path is None:
             raise ConfigError("No checkpoint path: pass one, or set TrainConfig(checkpoint_path=...).")
-        checkpoint = load_checkpoint(path, self.model, self.optimizer, self.scheduler, restore_rng=True)
+        checkpoint = load_checkpoint(
+            path, self.model, self.optimizer, self.scheduler, restore_rng=True, checkpoint=checkpoint
+        )
         extra = checkpoint["extra"]
         self.step = checkpoint["step"]
         self.history = TrainHistory(checkpoint["history"])
@@ -424,14 +428,14 @@ class Trainer:
         if not Path(path).exists():
             print(f"No checkpoint at {path} yet: training from scratch.", flush=True)
             return False
-        self._check_run_identity(path)
-        self.load(path)
+        checkpoint = read_checkpoint(path)  # read once: its run identity first, then the states
+        self._check_run_identity(path, checkpoint["extra"].get("run_identity"))
+        self.load(path, checkpoint)
         print(f"resuming from step {self.step} of {last} ({path})", flush=True)
         return True
 
-    def _check_run_identity(self, path: str | Path) -> None:
+    def _check_run_identity(self, path: str | Path, saved: dict[str, Any] | None) -> None:
         """Refuse a checkpoint written by a run with another ``run_identity`` (other arguments, another stage)."""
-        saved = read_checkpoint(path)["extra"].get("run_identity")
         mine = self.config.run_identity
         if mine is None or saved == mine:
             return
