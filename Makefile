@@ -48,11 +48,11 @@ test: $(STAMP)
 	COURSE_SCALE=tiny OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadscope $(NBVAL) tests notebooks
 
 notebooks: $(STAMP)
-	COURSE_SCALE=tiny $(PY) tools/notebooks.py run notebooks/*.ipynb
+	COURSE_SCALE=tiny OMP_NUM_THREADS=1 $(PY) tools/notebooks.py run notebooks/*.ipynb
 
 # Executes every notebook (not saved in place: build/book-source/), then builds the book from those outputs.
 course: $(STAMP)
-	COURSE_SCALE=tiny $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
+	COURSE_SCALE=tiny OMP_NUM_THREADS=1 $(PY) tools/notebooks.py book --execute notebooks/*.ipynb --assignments assignments/release/*/*.ipynb --out build/book
 	@echo "Open build/book/index.html in a browser (it needs no network)."
 
 # The student versions of the graded assignments, from their instructor sources (nbgrader generate_assignment).
